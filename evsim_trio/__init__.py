@@ -1,0 +1,7 @@
+"""evsim-trio: a simulator of OCPP-J charging stations built on Trio."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,192 @@
+"""`evsim-trio run | validate | csms`: exit codes 0 ok, 1 runtime failure, 2 bad config or usage."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from evsim_trio import __version__
+from evsim_trio._logsetup import setup_logging
+from evsim_trio._resources import data_dir
+from evsim_trio.config import ConfigError, Site, load_site
+from evsim_trio.simulator import BuildError, Simulator, plan_fleet
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+STATUS_PERIOD = 1.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evsim-trio", description="Simulate OCPP-J charging stations on Trio."
+    )
+    parser.add_argument("--version", action="version", version=f"evsim-trio {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the fleet of a site config (and its embedded CSMS)")
+    run.add_argument("config", nargs="?", default="configs/site.toml", help="site config (TOML)")
+    run.add_argument("--log-level", choices=LOG_LEVELS, help="override [log] level")
+    run.add_argument("--seed", type=int, help="override [simulator] seed")
+    validate = sub.add_parser("validate", help="check a site config and its templates")
+    validate.add_argument("config", help="site config (TOML)")
+    csms = sub.add_parser("csms", help="run the embedded CSMS alone")
+    csms.add_argument("--host", default="127.0.0.1")
+    csms.add_argument("--port", type=int, default=9000)
+    csms.add_argument("--heartbeat-interval", type=int, default=60)
+    return parser
+
+
+def resolve_config(name: str) -> Path:
+    """The config path as given; if it does not exist, the shipped config of that name.
+
+    So `evsim-trio run configs/site.toml` works from any directory after a plain `pip install`.
+    """
+    path = Path(name)
+    if path.exists() or path.is_absolute():
+        return path
+    shipped = data_dir("configs") / path.name
+    if path.parent.name in ("", "configs") and shipped.exists():
+        return shipped
+    return path
+
+
+def _error(message: str) -> None:
+    print(f"evsim-trio: {message}", file=sys.stderr)
+
+
+def _load(name: str) -> Site | None:
+    try:
+        return load_site(resolve_config(name))
+    except ConfigError as exc:
+        _error(str(exc))
+        return None
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    site = _load(args.config)
+    if site is None:
+        return EXIT_USAGE
+    csms = site.config.csms
+    try:
+        planned = plan_fleet(
+            site,
+            seed=site.config.simulator.seed or 0,
+            embedded_csms_url=f"ws://{csms.host}:{csms.port}" if csms.enabled else None,
+        )
+    except BuildError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    print(
+        f"{site.path}: ok: {len(planned)} stations from {len(site.templates)} templates"
+        f"{', embedded CSMS enabled' if csms.enabled else ''}"
+    )
+    return EXIT_OK
+
+
+class _StatusLine:
+    """The live one-line status: rewritten in place on a terminal, a line per change otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self._last = ""
+
+    def show(self, line: str) -> None:
+        if line == self._last:
+            return
+        self._last = line
+        if self.tty:
+            sys.stdout.write(f"\r\x1b[K{line}")
+        else:
+            sys.stdout.write(f"{line}\n")
+        sys.stdout.flush()
+
+    def end(self) -> None:
+        if self.tty and self._last:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+async def _report(simulator: Simulator, status: _StatusLine) -> None:
+    while True:
+        status.show(simulator.counts().line())
+        with trio.move_on_after(STATUS_PERIOD):
+            await simulator.wait_changed()
+        await trio.sleep(0.2)  # coalesce bursts of changes into one line
+
+
+async def _run(site: Site, seed: int | None) -> int:
+    started = time.monotonic()
+    simulator = Simulator(site, seed=seed)
+    status = _StatusLine()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(simulator.run)
+            if simulator.csms_url:
+                print(f"embedded CSMS: {simulator.csms_url}", flush=True)
+            print(
+                f"{len(simulator.stations)} stations, seed {simulator.seed}; Ctrl-C to stop",
+                flush=True,
+            )
+            nursery.start_soon(_report, simulator, status)
+            async for _ in signals:
+                break
+            await simulator.shutdown()
+            nursery.cancel_scope.cancel()
+    status.end()
+    counts = simulator.counts()
+    summary = (
+        f"stopped after {time.monotonic() - started:.1f} s: {counts.total} stations, "
+        f"{counts.calls_sent} calls sent ({counts.call_errors} errors, "
+        f"{counts.call_timeouts} timeouts), {counts.reconnects} reconnects"
+    )
+    if simulator.csms is not None:
+        received = sum(simulator.csms.received.values())
+        summary += f"; embedded CSMS received {received} calls"
+    print(summary, flush=True)
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    site = _load(args.config)
+    if site is None:
+        return EXIT_USAGE
+    setup_logging(site.config.log, args.log_level)
+    code = EXIT_RUNTIME
+    try:
+        code = trio.run(_run, site, args.seed)
+    except* BuildError as group:
+        _error("; ".join(str(exc) for exc in group.exceptions))
+        code = EXIT_USAGE
+    except* OSError as group:
+        # Typically the embedded CSMS port is taken.
+        _error("; ".join(str(exc) for exc in group.exceptions))
+        code = EXIT_RUNTIME
+    return code
+
+
+def _cmd_csms(args: argparse.Namespace) -> int:
+    from evsim_trio.csms import run_csms
+
+    return run_csms(args.host, args.port, args.heartbeat_interval)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `evsim-trio` command; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "validate":
+        return _cmd_validate(args)
+    return _cmd_csms(args)

@@ -1,0 +1,181 @@
+"""From a site config to station specs: ids, hashIds, serial numbers, URLs, connectors."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from evsim_trio.config import Site, StationEntry, StationTemplate
+from evsim_trio.station import (
+    StationIdentity,
+    StationSpec,
+    hash_id,
+    load_state,
+    save_state,
+    serial_number,
+    state_path,
+    station_id,
+    station_rng,
+)
+
+log = logging.getLogger(__name__)
+
+
+class BuildError(Exception):
+    """The site config describes a fleet that cannot be built (e.g. colliding station ids)."""
+
+
+def _connector_ids(template: StationTemplate, sid: str, seed: int) -> tuple[int, ...]:
+    count = template.number_of_connectors
+    if isinstance(count, tuple):
+        # A list of possible counts: each station draws one from its own stream.
+        picked = station_rng(seed, f"{sid}/connectors").choice(count)
+        return tuple(range(1, picked + 1))
+    return template.connector_ids()
+
+
+class _Distributor:
+    """Supervision URL distribution: charging-station-affinity, round-robin or random."""
+
+    def __init__(self, distribution: str, seed: int) -> None:
+        self.distribution = distribution
+        self.seed = seed
+        self._round_robin = itertools.count()
+
+    def pick(self, urls: Sequence[str], sid: str, index: int) -> str:
+        if len(urls) == 1:
+            return urls[0]
+        if self.distribution == "round-robin":
+            return urls[next(self._round_robin) % len(urls)]
+        if self.distribution == "random":
+            return station_rng(self.seed, f"{sid}/url").choice(list(urls))
+        # charging-station-affinity: the station index decides, stable across runs.
+        return urls[(index - 1) % len(urls)]
+
+
+def _identity(
+    template: StationTemplate,
+    entry_index: int,
+    index: int,
+    sid: str,
+    seed: int,
+    state_dir: Path,
+) -> StationIdentity:
+    hid = hash_id(
+        sid,
+        vendor=template.charge_point_vendor,
+        model=template.charge_point_model,
+        charge_point_serial_number_prefix=template.charge_point_serial_number_prefix,
+        charge_box_serial_number_prefix=template.charge_box_serial_number_prefix,
+    )
+    path = state_path(state_dir, hid)
+    state = load_state(path) if template.station_info_persistent_configuration else None
+    info = (state or {}).get("station_info", {})
+    cp_serial = info.get("charge_point_serial_number")
+    cb_serial = info.get("charge_box_serial_number")
+    if not isinstance(cp_serial, str) or not isinstance(cb_serial, str):
+        # Serial numbers: prefix + random suffix, generated once, then persisted.
+        rng = station_rng(seed, f"{sid}/serials")
+        cp_serial = serial_number(template.charge_point_serial_number_prefix, rng)
+        cb_serial = serial_number(template.charge_box_serial_number_prefix, rng)
+        if template.station_info_persistent_configuration:
+            new_state = dict(state or {})
+            new_state["station_info"] = {
+                "station_id": sid,
+                "charge_point_serial_number": cp_serial,
+                "charge_box_serial_number": cb_serial,
+            }
+            save_state(path, new_state)
+    return StationIdentity(
+        station_id=sid,
+        hash_id=hid,
+        index=index,
+        template_name=template.template_name,
+        template_index=entry_index,
+        charge_point_serial_number=cp_serial,
+        charge_box_serial_number=cb_serial,
+    )
+
+
+@attrs.frozen
+class PlannedStation:
+    """A station's place in the fleet, before anything is read from or written to disk."""
+
+    entry_index: int
+    entry: StationEntry
+    template: StationTemplate
+    index: int
+    station_id: str
+    supervision_url: str
+
+
+def plan_fleet(
+    site: Site,
+    *,
+    seed: int,
+    embedded_csms_url: str | None,
+    entries: Sequence[StationEntry] | None = None,
+) -> list[PlannedStation]:
+    """Ids and supervision URLs of every station, in config order; pure (no I/O).
+
+    Raises BuildError when ids collide or a station has no URL to connect to.
+    """
+    config = site.config
+    distributor = _Distributor(config.supervision.distribution, seed)
+    planned: list[PlannedStation] = []
+    seen: dict[str, int] = {}
+    for entry_index, entry in enumerate(entries if entries is not None else config.stations):
+        template = site.templates[entry.template]
+        base_name = entry.base_name or template.base_name or template.template_name
+        urls: Sequence[str] = (
+            entry.supervision_urls
+            or template.supervision_urls
+            or config.supervision.urls
+            or ((embedded_csms_url,) if embedded_csms_url else ())
+        )
+        if not urls:
+            raise BuildError(
+                f"{site.path}: stations[{entry_index}]: no supervision URL and no embedded CSMS"
+            )
+        for index in range(1, entry.count + 1):
+            sid = station_id(
+                base_name,
+                index,
+                name_suffix=template.name_suffix,
+                fixed_name=template.fixed_name,
+            )
+            if sid in seen:
+                raise BuildError(
+                    f"{site.path}: stations[{entry_index}]: station id {sid!r} is already used "
+                    f"by stations[{seen[sid]}]; give the entries different base_name values"
+                )
+            seen[sid] = entry_index
+            url = distributor.pick(urls, sid, index)
+            planned.append(PlannedStation(entry_index, entry, template, index, sid, url))
+    return planned
+
+
+def build_specs(
+    site: Site,
+    *,
+    seed: int,
+    state_dir: Path,
+    embedded_csms_url: str | None,
+    entries: Sequence[StationEntry] | None = None,
+) -> list[StationSpec]:
+    """Every station of the site, with persisted serial numbers. Raises BuildError."""
+    return [
+        StationSpec(
+            identity=_identity(p.template, p.entry_index, p.index, p.station_id, seed, state_dir),
+            template=p.template,
+            supervision_url=p.supervision_url,
+            seed=seed,
+            connector_ids=_connector_ids(p.template, p.station_id, seed),
+            auto_start=p.entry.auto_start,
+        )
+        for p in plan_fleet(site, seed=seed, embedded_csms_url=embedded_csms_url, entries=entries)
+    ]

@@ -1,0 +1,171 @@
+"""The simulator: the embedded CSMS (when enabled) and the fleet of stations, in one nursery."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+
+from evsim_trio.config import Site
+from evsim_trio.csms import EmbeddedCsms
+from evsim_trio.simulator._build import build_specs
+from evsim_trio.station import Connect, Station, StationState
+
+log = logging.getLogger(__name__)
+
+# How long stations get to close their sockets cleanly before they are cancelled.
+SHUTDOWN_GRACE = 1.5
+
+
+@attrs.frozen
+class FleetCounts:
+    """How many stations are in each state, plus link counters summed over the fleet."""
+
+    total: int
+    connecting: int
+    booted: int
+    failed: int
+    stopped: int
+    calls_sent: int
+    call_errors: int
+    call_timeouts: int
+    reconnects: int
+
+    def line(self) -> str:
+        """The one-line live status."""
+        return (
+            f"stations {self.total}: {self.connecting} connecting, {self.booted} booted, "
+            f"{self.failed} failed, {self.stopped} stopped | calls {self.calls_sent} "
+            f"(errors {self.call_errors}, timeouts {self.call_timeouts}) | "
+            f"reconnects {self.reconnects}"
+        )
+
+
+class Simulator:
+    """Builds the fleet from a site config and runs it, with the embedded CSMS if enabled."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        seed: int | None = None,
+        state_dir: Path | None = None,
+        connect: Connect | None = None,
+    ) -> None:
+        self.site = site
+        config = site.config
+        if seed is None:
+            seed = config.simulator.seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+            log.info("no seed configured; using seed %d", seed)
+        self.seed = seed
+        self.state_dir = state_dir or Path(config.simulator.state_dir)
+        self._connect = connect
+        self.csms: EmbeddedCsms | None = None
+        self.stations: list[Station] = []
+        self._changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._running = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def csms_url(self) -> str | None:
+        """The embedded CSMS URL once it serves, else None."""
+        return self.csms.url if self.csms is not None and self.csms.port is not None else None
+
+    async def run(self, *, task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the CSMS, build and start the stations; `task_status.started(self)` once all run.
+
+        Runs until cancelled, or until `shutdown()`.
+        """
+        config = self.site.config
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if config.csms.enabled:
+                self.csms = EmbeddedCsms(heartbeat_interval=config.csms.heartbeat_interval)
+                await nursery.start(self.csms.serve, config.csms.host, config.csms.port)
+                log.info("embedded CSMS listening on %s", self.csms_url)
+            specs = await trio.to_thread.run_sync(
+                lambda: build_specs(
+                    self.site,
+                    seed=self.seed,
+                    state_dir=self.state_dir,
+                    embedded_csms_url=self.csms_url,
+                )
+            )
+            self.stations = [Station(spec, connect=self._connect) for spec in specs]
+            for station in self.stations:
+                station.on_change = self._on_station_change
+                if station.spec.auto_start:
+                    self._start(station)
+            log.info("%d stations built, seed %d", len(self.stations), self.seed)
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    def _start(self, station: Station) -> None:
+        assert self._nursery is not None
+        if self._running == 0:
+            self._idle = trio.Event()
+        self._running += 1
+        self._nursery.start_soon(self._run_station, station, name=f"station {station.station_id}")
+
+    async def _run_station(self, station: Station) -> None:
+        try:
+            await station.run()
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    def _on_station_change(self, station: Station) -> None:
+        del station
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait until any station changes state."""
+        await self._changed.wait()
+
+    async def wait_until(self, predicate: Callable[[FleetCounts], bool]) -> None:
+        """Wait until `predicate(self.counts())` is true; re-checked on every station change."""
+        while not predicate(self.counts()):
+            await self.wait_changed()
+
+    def counts(self) -> FleetCounts:
+        """Stations by state and fleet-wide link counters."""
+        states: Counter[StationState] = Counter()
+        calls = errors = timeouts = reconnects = 0
+        for station in self.stations:
+            states[station.state] += 1
+            stats = station.stats
+            calls += stats.calls_sent
+            errors += stats.call_errors
+            timeouts += stats.call_timeouts
+            reconnects += max(0, stats.connects - 1)
+        return FleetCounts(
+            total=len(self.stations),
+            connecting=states[StationState.CONNECTING],
+            booted=states[StationState.BOOTED],
+            failed=states[StationState.FAILED],
+            stopped=states[StationState.STOPPED],
+            calls_sent=calls,
+            call_errors=errors,
+            call_timeouts=timeouts,
+            reconnects=reconnects,
+        )
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop every station (clean close frames), waiting at most `grace` s, then cancel all."""
+        for station in self.stations:
+            station.stop()
+        with trio.move_on_after(grace):
+            await self._idle.wait()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()

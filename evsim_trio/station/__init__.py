@@ -1,0 +1,62 @@
+"""One simulated charging station's life: link, boot, heartbeat, connectors, handlers."""
+
+from __future__ import annotations
+
+from evsim_trio.station._backoff import reconnect_delay
+from evsim_trio.station._identity import (
+    StationIdentity,
+    hash_id,
+    serial_number,
+    station_id,
+    station_rng,
+)
+from evsim_trio.station._link import (
+    OCPP16_SUBPROTOCOL,
+    CallTimeout,
+    Connect,
+    LinkError,
+    NotConnected,
+    WebSocket,
+    default_connect,
+)
+from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
+from evsim_trio.station._persistence import load_state, save_state, state_path
+from evsim_trio.station._station import (
+    ConnectorState,
+    RegistrationFailed,
+    Station,
+    StationSpec,
+    StationState,
+    StationStatistics,
+    WsState,
+    ocpp_timestamp,
+)
+
+__all__ = [
+    "OCPP16_SUBPROTOCOL",
+    "CallTimeout",
+    "ConfigurationKey",
+    "Connect",
+    "ConnectorState",
+    "LinkError",
+    "NotConnected",
+    "OcppConfiguration",
+    "RegistrationFailed",
+    "Station",
+    "StationIdentity",
+    "StationSpec",
+    "StationState",
+    "StationStatistics",
+    "WebSocket",
+    "WsState",
+    "default_connect",
+    "hash_id",
+    "load_state",
+    "ocpp_timestamp",
+    "reconnect_delay",
+    "save_state",
+    "serial_number",
+    "state_path",
+    "station_id",
+    "station_rng",
+]

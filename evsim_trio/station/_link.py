@@ -1,0 +1,220 @@
+"""The link: one station's WebSocket to its CSMS, feeding the sans-I/O OCPP-J session.
+
+The reader task completes an outstanding CALL itself (it stores the answer and sets the
+waiter's event), so a round trip costs one wakeup of the caller and nothing else.
+Incoming CALLs are answered inline by the reader: handlers compute their answer without
+waiting for the CSMS, and start any follow-up work in the station's nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+import trio
+import trio_websocket
+
+from evsim_trio.ocpp import (
+    BadFrame,
+    Call,
+    ErrorReceived,
+    IncomingCall,
+    InternalError,
+    InvalidResult,
+    OcppError,
+    OcppSession,
+    ResultReceived,
+    SchemaValidator,
+    error_from_code,
+)
+
+log = logging.getLogger(__name__)
+
+OCPP16_SUBPROTOCOL = "ocpp1.6"
+
+Payload = dict[str, Any]
+Headers = list[tuple[bytes, bytes]]
+
+
+class WebSocket(Protocol):
+    """What the link needs of a WebSocket connection (trio-websocket's connection has it)."""
+
+    @property
+    def subprotocol(self) -> str | None: ...
+
+    async def get_message(self) -> str | bytes: ...
+
+    async def send_message(self, message: str | bytes) -> None: ...
+
+    async def ping(self, payload: bytes | None = None) -> None: ...
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+Connect = Callable[[str, Sequence[str], Headers], AbstractAsyncContextManager[WebSocket]]
+"""Opens a WebSocket: (url, subprotocols, extra headers) -> async context manager."""
+
+IncomingHandler = Callable[[Call], Awaitable[Payload]]
+
+
+class LinkError(Exception):
+    """A CALL could not be completed for a reason of the link, not of the CSMS."""
+
+
+class NotConnected(LinkError):
+    """There is no open connection to send on, or it closed while waiting for the answer."""
+
+
+class CallTimeout(LinkError):
+    """The CSMS did not answer a CALL within the timeout."""
+
+
+# Transport failures that end one connection; the link reconnects after any of them.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    trio_websocket.HandshakeError,
+    trio_websocket.ConnectionClosed,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+    NotConnected,
+)
+
+
+def default_connect(connect_timeout: float = 30.0, disconnect_timeout: float = 2.0) -> Connect:
+    """A `Connect` over real sockets with trio-websocket."""
+
+    @asynccontextmanager
+    async def connect(url: str, subprotocols: Sequence[str], headers: Headers) -> AsyncIterator[WebSocket]:
+        async with trio_websocket.open_websocket_url(
+            url,
+            subprotocols=list(subprotocols),
+            extra_headers=headers,
+            connect_timeout=connect_timeout,
+            disconnect_timeout=disconnect_timeout,
+        ) as ws:
+            yield ws
+
+    return connect
+
+
+class _Pending:
+    """The one outstanding CALL of a connection: filled in by the reader task."""
+
+    __slots__ = ("call", "done", "error", "payload")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.done = trio.Event()
+        self.payload: Payload | None = None
+        self.error: Exception | None = None
+
+
+class Connection:
+    """One open WebSocket and its OCPP-J session; lives as long as the socket does."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        label: str,
+        validator: SchemaValidator | None,
+        id_prefix: str,
+        call_timeout: float,
+        handle_incoming: IncomingHandler,
+    ) -> None:
+        self.ws = ws
+        self.label = label
+        self.session = OcppSession(validator=validator, id_prefix=id_prefix)
+        self.call_timeout = call_timeout
+        self._handle_incoming = handle_incoming
+        # One outstanding CALL per direction (OCPP-J 1.6 §4.1.1): callers queue in FIFO order.
+        self._call_lock = trio.Lock()
+        self._pending: _Pending | None = None
+        self.closed = False
+
+    async def call(self, action: str, payload: Payload) -> Payload:
+        """Send a CALL and return the CALLRESULT payload.
+
+        Raises the OcppError of a CALLERROR or of an invalid answer, `CallTimeout`, or
+        `NotConnected` when the socket closes first.
+        """
+        async with self._call_lock:
+            if self.closed:
+                raise NotConnected(f"{self.label}: connection closed")
+            call, text = self.session.prepare_call(action, payload)
+            pending = self._pending = _Pending(call)
+            try:
+                try:
+                    await self.ws.send_message(text)
+                except TRANSPORT_ERRORS as exc:
+                    raise NotConnected(f"{self.label}: send failed: {exc!r}") from exc
+                with trio.move_on_after(self.call_timeout):
+                    await pending.done.wait()
+            finally:
+                self._pending = None
+            if not pending.done.is_set():
+                self.session.forget_call(call.unique_id)
+                raise CallTimeout(f"{self.label}: no answer to {action} in {self.call_timeout:g} s")
+            if pending.error is not None:
+                raise pending.error
+            assert pending.payload is not None
+            return pending.payload
+
+    async def run_reader(self) -> None:
+        """Read frames until the socket closes; answer CALLs, complete our pending CALL."""
+        session = self.session
+        ws = self.ws
+        try:
+            while True:
+                text = await ws.get_message()
+                event = session.receive(text)
+                if isinstance(event, ResultReceived):
+                    self._complete(event.payload, None)
+                elif isinstance(event, IncomingCall):
+                    await self._answer(event.call)
+                elif isinstance(event, ErrorReceived):
+                    err = event.error
+                    self._complete(
+                        None, error_from_code(err.error_code, err.error_description, err.error_details)
+                    )
+                elif isinstance(event, InvalidResult):
+                    log.warning(
+                        "%s: invalid answer to %s: %s", self.label, event.call.action, event.error
+                    )
+                    self._complete(None, event.error)
+                elif isinstance(event, BadFrame):
+                    log.warning("%s: bad frame from the CSMS: %s", self.label, event.error)
+                    if event.reply is not None:
+                        await ws.send_message(event.reply)
+                else:
+                    log.debug("%s: ignored: %s", self.label, event)
+        finally:
+            self.closed = True
+            pending = self._pending
+            if pending is not None and not pending.done.is_set():
+                pending.error = NotConnected(f"{self.label}: connection closed while waiting")
+                pending.done.set()
+
+    def _complete(self, payload: Payload | None, error: Exception | None) -> None:
+        pending = self._pending
+        if pending is None or pending.done.is_set():
+            return
+        pending.payload = payload
+        pending.error = error
+        pending.done.set()
+
+    async def _answer(self, call: Call) -> None:
+        try:
+            result = await self._handle_incoming(call)
+            reply = self.session.prepare_result(call.unique_id, result)
+        except OcppError as exc:
+            log.info("%s: %s answered with %s: %s", self.label, call.action, exc.code, exc)
+            reply = self.session.prepare_error(call.unique_id, exc)
+        except Exception:
+            log.exception("%s: handler for %s failed", self.label, call.action)
+            reply = self.session.prepare_error(
+                call.unique_id, InternalError(f"station failed to handle {call.action}")
+            )
+        await self.ws.send_message(reply)

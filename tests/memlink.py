@@ -1,0 +1,112 @@
+"""Shared test helper: stations linked to a CSMS over in-memory streams.
+
+Memory streams never wait on the kernel, so `MockClock(autojump_threshold=0)` only jumps when
+every task is truly idle: hours of station life run in milliseconds, with exact timings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+import trio.testing
+import trio_websocket
+
+from evsim_trio._resources import data_dir
+from evsim_trio.config import StationTemplate, load_template
+from evsim_trio.station import (
+    Connect,
+    Station,
+    StationIdentity,
+    StationSpec,
+    WebSocket,
+    hash_id,
+    station_id,
+)
+
+ServeRequest = Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]
+
+
+@attrs.define
+class MemoryNetwork:
+    """Hands each connection's server half to `serve`; records connect attempts (virtual time)."""
+
+    nursery: trio.Nursery
+    serve: ServeRequest
+    attempts: list[float] = attrs.field(factory=list)
+    urls: list[str] = attrs.field(factory=list)
+
+    async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        async with trio.open_nursery() as nursery:
+            request = await trio_websocket.wrap_server_stream(nursery, stream)
+            await self.serve(request)
+            nursery.cancel_scope.cancel()
+
+    def connect(self) -> Connect:
+        """A `Connect` for stations that opens an in-memory WebSocket to `serve`."""
+
+        @asynccontextmanager
+        async def connect(
+            url: str, subprotocols: Sequence[str], headers: list[tuple[bytes, bytes]]
+        ) -> AsyncIterator[WebSocket]:
+            self.attempts.append(trio.current_time())
+            self.urls.append(url)
+            client, server = trio.testing.memory_stream_pair()
+            self.nursery.start_soon(self._serve_one, server)
+            async with trio.open_nursery() as nursery:
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    cast(Any, client),
+                    "localhost",
+                    urlsplit(url).path,
+                    subprotocols=list(subprotocols),
+                    extra_headers=headers,
+                )
+                try:
+                    yield cast(WebSocket, ws)
+                finally:
+                    with trio.move_on_after(1) as scope:
+                        scope.shield = True
+                        await ws.aclose()
+                    nursery.cancel_scope.cancel()
+
+        return connect
+
+
+def shipped_template(name: str = "ac-3phase-2conn.toml", **overrides: Any) -> StationTemplate:
+    """A shipped station template, with attribute overrides."""
+    template = load_template(data_dir("station_templates") / name)
+    return attrs.evolve(template, **overrides) if overrides else template
+
+
+def make_station(
+    template: StationTemplate,
+    connect: Connect,
+    *,
+    index: int = 1,
+    url: str = "ws://csms.test/ocpp",
+    seed: int = 7,
+) -> Station:
+    """A station built by hand (the simulator is not involved)."""
+    sid = station_id(template.base_name or "TEST", index, name_suffix=template.name_suffix)
+    identity = StationIdentity(
+        station_id=sid,
+        hash_id=hash_id(sid, vendor=template.charge_point_vendor, model=template.charge_point_model),
+        index=index,
+        template_name=template.template_name,
+        template_index=0,
+        charge_point_serial_number="CP-SERIAL-1",
+        charge_box_serial_number="CB-SERIAL-1",
+    )
+    spec = StationSpec(
+        identity=identity,
+        template=template,
+        supervision_url=url,
+        seed=seed,
+        connector_ids=template.connector_ids(),
+    )
+    return Station(spec, connect=connect)
