@@ -1,4 +1,7 @@
-"""Test sessions: `nox` runs lint, typecheck and tests; `nox -s tests -- -k boot` passes args to pytest."""
+"""Test sessions: `nox` runs lint, typecheck and tests.
+
+`nox -s tests -- -k boot` passes extra arguments to pytest.
+"""
 
 from __future__ import annotations
 

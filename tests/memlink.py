@@ -23,6 +23,7 @@ from evsim_trio.station import (
     Station,
     StationIdentity,
     StationSpec,
+    StationState,
     WebSocket,
     hash_id,
     station_id,
@@ -39,6 +40,12 @@ class MemoryNetwork:
     serve: ServeRequest
     attempts: list[float] = attrs.field(factory=list)
     urls: list[str] = attrs.field(factory=list)
+    _attempted: trio.Event = attrs.field(factory=trio.Event)
+
+    async def wait_attempts(self, count: int) -> None:
+        """Wait until `count` connect attempts were made in all."""
+        while len(self.attempts) < count:
+            await self._attempted.wait()
 
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
         async with trio.open_nursery() as nursery:
@@ -55,9 +62,11 @@ class MemoryNetwork:
         ) -> AsyncIterator[WebSocket]:
             self.attempts.append(trio.current_time())
             self.urls.append(url)
+            self._attempted.set()
+            self._attempted = trio.Event()
             client, server = trio.testing.memory_stream_pair()
             self.nursery.start_soon(self._serve_one, server)
-            async with trio.open_nursery() as nursery:
+            async with client, trio.open_nursery() as nursery:
                 ws = await trio_websocket.wrap_client_stream(
                     nursery,
                     cast(Any, client),
@@ -95,7 +104,9 @@ def make_station(
     sid = station_id(template.base_name or "TEST", index, name_suffix=template.name_suffix)
     identity = StationIdentity(
         station_id=sid,
-        hash_id=hash_id(sid, vendor=template.charge_point_vendor, model=template.charge_point_model),
+        hash_id=hash_id(
+            sid, vendor=template.charge_point_vendor, model=template.charge_point_model
+        ),
         index=index,
         template_name=template.template_name,
         template_index=0,
@@ -110,3 +121,17 @@ def make_station(
         connector_ids=template.connector_ids(),
     )
     return Station(spec, connect=connect)
+
+
+async def wait_state(station: Station, state: StationState) -> None:
+    """Wait until `station` reaches `state` (woken by the station's change callback)."""
+    changed = trio.Event()
+
+    def notify(_station: Station) -> None:
+        nonlocal changed
+        changed.set()
+        changed = trio.Event()
+
+    station.on_change = notify
+    while station.state is not state:
+        await changed.wait()

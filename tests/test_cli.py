@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ def small_site(tmp_path: Path, *, count: int = 2, extra: str = "") -> Path:
     path = tmp_path / "site.toml"
     path.write_text(
         f'[simulator]\nseed = 3\nstate_dir = "{(tmp_path / "state").as_posix()}"\n'
-        "[log]\nconsole = true\nlevel = \"warning\"\n"
+        '[log]\nconsole = true\nlevel = "warning"\n'
         "[csms]\nenabled = true\nport = 0\n[ui_server]\nenabled = false\n"
         f'{extra}\n[[stations]]\ntemplate = "{TEMPLATE}"\ncount = {count}\n'
     )
@@ -87,13 +88,14 @@ async def test_run_boots_then_stops_cleanly_on_sigint_within_2_s(tmp_path: Path)
     path = small_site(tmp_path)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
+            command = [sys.executable, "-m", "evsim_trio", "run", str(path)]
             process: trio.Process = await nursery.start(
-                lambda task_status: trio.run_process(
-                    [sys.executable, "-m", "evsim_trio", "run", str(path)],
+                functools.partial(
+                    trio.run_process,
+                    command,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     check=False,
-                    task_status=task_status,
                 )
             )
             assert process.stdout is not None

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from ocpp_lib_peer import open_ocpp_lib_csms
 
 import evsim_trio
 from evsim_trio._resources import data_dir
 from evsim_trio.config import load_site
 from evsim_trio.simulator import Simulator
 from evsim_trio.station import StationState, load_state, state_path
-from ocpp_lib_peer import open_ocpp_lib_csms
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,10 @@ async def test_50_stations_boot_against_the_embedded_csms(tmp_path: Path) -> Non
             await simulator.wait_until(lambda counts: counts.booted == 50)
             expected_statuses = sum(len(s.connectors) for s in simulator.stations)
             await csms.wait_until(
-                lambda: sum(r.received["StatusNotification"] for r in csms.stations.values())
-                == expected_statuses
+                lambda: (
+                    sum(r.received["StatusNotification"] for r in csms.stations.values())
+                    == expected_statuses
+                )
             )
             assert len(csms.stations) == 50
             assert all(r.registration == "Accepted" for r in csms.stations.values())
@@ -77,9 +79,7 @@ async def test_50_stations_boot_against_the_embedded_csms(tmp_path: Path) -> Non
 
 
 async def test_serial_numbers_survive_a_restart(tmp_path: Path) -> None:
-    path = write_site(
-        tmp_path, "[csms]\nenabled = true\nport = 0\n", counts={"ac-1phase.toml": 3}
-    )
+    path = write_site(tmp_path, "[csms]\nenabled = true\nport = 0\n", counts={"ac-1phase.toml": 3})
     serials = []
     for seed in (1, 2):  # a different seed must not change persisted serial numbers
         site = load_site(path)
@@ -87,9 +87,7 @@ async def test_serial_numbers_survive_a_restart(tmp_path: Path) -> None:
             async with trio.open_nursery() as nursery:
                 simulator: Simulator = await nursery.start(Simulator(site, seed=seed).run)
                 await simulator.wait_until(lambda counts: counts.booted == 3)
-                serials.append(
-                    [s.identity.charge_point_serial_number for s in simulator.stations]
-                )
+                serials.append([s.identity.charge_point_serial_number for s in simulator.stations])
                 await simulator.shutdown()
     assert serials[0] == serials[1]
     assert len(set(serials[0])) == 3

@@ -22,12 +22,12 @@ from evsim_trio.ocpp import (
     OccurenceConstraintViolation,
     OcppError,
     ProtocolError,
+    _errors,
     decode,
     encode,
     error_from_code,
     v16,
 )
-from evsim_trio.ocpp import _errors
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ _MALFORMED: list[Any] = [
     pytest.param("[2,", FormationViolation, "-1", None, id="not-json"),
     pytest.param("", FormationViolation, "-1", None, id="empty-text"),
     pytest.param(b'[3,"1",{"a":"\xff"}]', FormationViolation, "-1", None, id="not-utf8"),
-    pytest.param(b'\xff\xfe[\x00]\x00', FormationViolation, "-1", None, id="utf16-bytes"),
+    pytest.param(b"\xff\xfe[\x00]\x00", FormationViolation, "-1", None, id="utf16-bytes"),
     pytest.param('[3,"1",{"a":NaN}]', FormationViolation, "-1", None, id="nan-not-json"),
     pytest.param("[" * 100_000 + "]" * 100_000, FormationViolation, "-1", None, id="too-deep"),
     pytest.param('{"a":1}', ProtocolError, "-1", None, id="object-not-array"),
@@ -114,7 +114,7 @@ _MALFORMED: list[Any] = [
     pytest.param('[3,"id",{},{}]', ProtocolError, "id", 3, id="callresult-too-long"),
     pytest.param('[4,"id","GenericError",""]', ProtocolError, "id", 4, id="callerror-too-short"),
     pytest.param('[2,1,"A",{}]', ProtocolError, "-1", 2, id="id-not-string"),
-    pytest.param('[3,null,{}]', ProtocolError, "-1", 3, id="id-null"),
+    pytest.param("[3,null,{}]", ProtocolError, "-1", 3, id="id-null"),
     pytest.param(f'[2,"{_ID37}","A",{{}}]', ProtocolError, "-1", 2, id="id-too-long"),
     pytest.param('[2,"id",1,{}]', ProtocolError, "id", 2, id="call-action-not-string"),
     pytest.param('[2,"id","A",[]]', FormationViolation, "id", 2, id="call-payload-array"),
@@ -200,4 +200,5 @@ def test_errors_survive_pickling_with_details_and_frame_id() -> None:
         pickle.dumps(_errors.FrameProtocolError("short", unique_id="7", message_type=2))
     )
     assert isinstance(frame_error, ProtocolError)
+    assert isinstance(frame_error, FrameError)
     assert (frame_error.unique_id, frame_error.message_type) == ("7", 2)

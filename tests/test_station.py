@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 import trio_websocket
+from memlink import MemoryNetwork, make_station, shipped_template, wait_state
 
 from evsim_trio.csms import EmbeddedCsms, StationRecord
 from evsim_trio.ocpp import (
@@ -18,15 +21,12 @@ from evsim_trio.ocpp import (
     NotSupportedError,
 )
 from evsim_trio.station import Station, StationState, WsState, reconnect_delay, station_rng
-from memlink import MemoryNetwork, make_station, shipped_template
 
 HOUR = 3600.0
 
 
 @asynccontextmanager
-async def running(
-    station: Station, network: MemoryNetwork, csms: EmbeddedCsms
-) -> AsyncIterator[Station]:
+async def running(station: Station) -> AsyncIterator[Station]:
     """Run `station` in the background; stop it on exit."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(station.run)
@@ -35,19 +35,10 @@ async def running(
         nursery.cancel_scope.cancel()
 
 
-async def wait_state(station: Station, state: StationState) -> None:
-    """Wait for a station state without real sleeping (virtual time only)."""
-    while station.state is not state:
-        await trio.sleep(0.5)
-
-
 @pytest.fixture
-async def csms_network(
-    nursery: trio.Nursery,
-) -> AsyncIterator[tuple[EmbeddedCsms, MemoryNetwork]]:
+def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
     csms = EmbeddedCsms(heartbeat_interval=60)
-    network = MemoryNetwork(nursery, csms.handle_request)
-    yield csms, network
+    return csms, MemoryNetwork(nursery, csms.handle_request)
 
 
 async def test_boot_accepted_sends_status_for_every_connector(
@@ -56,11 +47,12 @@ async def test_boot_accepted_sends_status_for_every_connector(
     csms, network = csms_network
     station = make_station(shipped_template(), network.connect())
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await csms.wait_until(
-                lambda: sum(
-                    r.received["StatusNotification"] for r in csms.stations.values()
-                ) >= len(station.connectors)
+                lambda: (
+                    sum(r.received["StatusNotification"] for r in csms.stations.values())
+                    >= len(station.connectors)
+                )
             )
             record = csms.stations[station.station_id]
             assert record.registration == "Accepted"
@@ -94,7 +86,7 @@ async def test_boot_pending_retries_after_interval(
     csms.handlers["StatusNotification"] = status_notification
     station = make_station(shipped_template(), network.connect())
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await wait_state(station, StationState.BOOTED)
             await csms.wait_until(lambda: len(order) == len(station.connectors))
     assert [b - boots[0] for b in boots] == [0, 50, 100]
@@ -137,7 +129,7 @@ async def test_rejected_station_answers_nothing_but_security_error(
     }
     station = make_station(shipped_template(), network.connect())
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await csms.wait_until(lambda: station.station_id in csms.stations)
             await csms.wait_until(lambda: csms.stations[station.station_id].boot_count == 1)
             with pytest.raises(Exception, match="Rejected") as info:
@@ -161,13 +153,13 @@ async def test_heartbeat_every_interval_for_24_hours(
     station = make_station(template, network.connect())
     station.configuration.set("WebSocketPingInterval", "0")
     with trio.fail_after(48 * HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await wait_state(station, StationState.BOOTED)
             booted_at = trio.current_time()
             await trio.sleep(24 * HOUR + 1)
     assert len(beats) == 24 * 60
     assert beats[0] - booted_at <= 60
-    assert all(b - a == pytest.approx(60) for a, b in zip(beats, beats[1:], strict=False))
+    assert all(b - a == pytest.approx(60) for a, b in itertools.pairwise(beats))
 
 
 async def test_reconnects_with_growing_delays_after_csms_drops_socket(
@@ -180,33 +172,41 @@ async def test_reconnects_with_growing_delays_after_csms_drops_socket(
     station = make_station(template, network.connect())
     refused = 6
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await wait_state(station, StationState.BOOTED)
             csms.accepting = False
             await csms.disconnect(station.station_id)
             # The first attempt right after the drop and `refused` more are refused.
-            while len(network.attempts) < 1 + refused + 1:
-                await trio.sleep(0.1)
+            await network.wait_attempts(1 + refused + 1)
             csms.accepting = True
             await wait_state(station, StationState.BOOTED)
             await csms.wait_until(lambda: csms.stations[station.station_id].connected)
             # A station that was Accepted resumes without a new BootNotification.
             assert csms.stations[station.station_id].boot_count == 1
-    delays = [b - a for a, b in zip(network.attempts[1:], network.attempts[2:], strict=False)]
+    delays = [b - a for a, b in itertools.pairwise(network.attempts[1:])]
     assert len(delays) >= refused
     # Exponential: each delay within +/-20 % of base * 2**n, so strictly growing.
     for n, delay in enumerate(delays[:refused]):
         nominal = min(1.0 * 2**n, 60.0)
         assert 0.8 * nominal - 0.2 <= delay <= 1.2 * nominal + 0.2, (n, delay)
-    assert all(b > a for a, b in zip(delays[:refused], delays[1:refused], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(delays[:refused]))
 
 
 def test_reconnect_delay_is_seeded_and_capped() -> None:
-    a = [reconnect_delay(n, base=1, cap=60, exponential=True, rng=station_rng(1, "X")) for n in range(10)]
-    b = [reconnect_delay(n, base=1, cap=60, exponential=True, rng=station_rng(1, "X")) for n in range(10)]
+    a = [
+        reconnect_delay(n, base=1, cap=60, exponential=True, rng=station_rng(1, "X"))
+        for n in range(10)
+    ]
+    b = [
+        reconnect_delay(n, base=1, cap=60, exponential=True, rng=station_rng(1, "X"))
+        for n in range(10)
+    ]
     assert a == b
     assert max(a) <= 60 * 1.2
-    fixed = [reconnect_delay(n, base=5, cap=60, exponential=False, rng=station_rng(1, "X")) for n in range(10)]
+    fixed = [
+        reconnect_delay(n, base=5, cap=60, exponential=False, rng=station_rng(1, "X"))
+        for n in range(10)
+    ]
     assert all(4.0 <= d <= 6.0 for d in fixed)
 
 
@@ -216,7 +216,7 @@ async def test_unknown_action_gets_not_implemented_and_station_stays_connected(
     csms, network = csms_network
     station = make_station(shipped_template(), network.connect())
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await wait_state(station, StationState.BOOTED)
             with pytest.raises(NotImplementedOcppError):
                 await csms.call(station.station_id, "ClearCache", {})
@@ -239,7 +239,7 @@ async def test_command_disabled_by_commands_support_gets_not_supported(
 
     station.handlers["ClearCache"] = clear_cache
     with trio.fail_after(HOUR):
-        async with running(station, network, csms):
+        async with running(station):
             await wait_state(station, StationState.BOOTED)
             with pytest.raises(NotSupportedError):
                 await csms.call(station.station_id, "ClearCache", {})
@@ -268,7 +268,15 @@ async def test_bad_frames_get_callerror_and_station_stays_connected(
             if action == "BootNotification":
                 await ws.send_message(
                     json.dumps(
-                        [3, frame[1], {"status": "Accepted", "interval": 30, "currentTime": "2026-01-01T00:00:00Z"}]
+                        [
+                            3,
+                            frame[1],
+                            {
+                                "status": "Accepted",
+                                "interval": 30,
+                                "currentTime": "2026-01-01T00:00:00Z",
+                            },
+                        ]
                     )
                 )
                 await ws.send_message("this is not json")
@@ -276,7 +284,9 @@ async def test_bad_frames_get_callerror_and_station_stays_connected(
                 await ws.send_message('[2, "m1", "Reset", {"type": "Sideways"}]')
                 await ws.send_message('[2, "m2", "NoSuchAction", {}]')
             elif action == "Heartbeat":
-                await ws.send_message(json.dumps([3, frame[1], {"currentTime": "2026-01-01T00:00:00Z"}]))
+                await ws.send_message(
+                    json.dumps([3, frame[1], {"currentTime": "2026-01-01T00:00:00Z"}])
+                )
                 alive.set()
             else:
                 await ws.send_message(json.dumps([3, frame[1], {}]))
@@ -293,3 +303,30 @@ async def test_bad_frames_get_callerror_and_station_stays_connected(
     assert ("m1", "PropertyConstraintViolation") in codes
     assert ("m2", "NotImplemented") in codes
     assert len(network.attempts) == 1
+
+
+async def test_basic_auth_credentials_are_sent_to_the_csms(
+    autojump_clock: trio.testing.MockClock, csms_network: tuple[EmbeddedCsms, MemoryNetwork]
+) -> None:
+    csms, network = csms_network
+    template = shipped_template(supervision_user="cp-user", supervision_password="s3cret:x")
+    station = make_station(template, network.connect())
+    with trio.fail_after(HOUR):
+        async with running(station):
+            await wait_state(station, StationState.BOOTED)
+    authorization = csms.stations[station.station_id].authorization
+    assert authorization is not None
+    scheme, token = authorization.split(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(token) == b"cp-user:s3cret:x"
+
+
+async def test_no_authorization_header_without_credentials(
+    autojump_clock: trio.testing.MockClock, csms_network: tuple[EmbeddedCsms, MemoryNetwork]
+) -> None:
+    csms, network = csms_network
+    station = make_station(shipped_template(), network.connect())
+    with trio.fail_after(HOUR):
+        async with running(station):
+            await wait_state(station, StationState.BOOTED)
+    assert csms.stations[station.station_id].authorization is None

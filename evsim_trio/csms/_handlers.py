@@ -14,9 +14,7 @@ from ._records import StationRecord
 
 __all__ = ["Handler", "default_handlers", "id_tag_info", "utc_now"]
 
-Handler = Callable[
-    [StationRecord, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]
-]
+Handler = Callable[[StationRecord, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
 """Answers one CALL: gets the station's record and the request payload, returns the response
 payload (or an awaitable of it); raising an `OcppError` answers with that CALLERROR."""
 

@@ -40,18 +40,25 @@ class StationRecord:
 
 
 def observe_call(record: StationRecord, action: str, payload: dict[str, Any]) -> None:
-    """Update `record` for a valid CALL `action` received from its station."""
+    """Update `record` for a CALL `action` received from its station.
+
+    Tolerates payloads that were not schema-validated (a CSMS with `validate=False`).
+    """
     record.received[action] += 1
     record.last_payload[action] = payload
     if action == "Heartbeat":
         record.heartbeats += 1
     elif action == "StatusNotification":
-        record.connector_status[payload["connectorId"]] = payload["status"]
+        connector_id, status = payload.get("connectorId"), payload.get("status")
+        if isinstance(connector_id, int) and isinstance(status, str):
+            record.connector_status[connector_id] = status
     elif action == "BootNotification":
         record.boot_count += 1
         record.last_boot = payload
     elif action == "StopTransaction":
-        record.transactions.pop(payload["transactionId"], None)
+        transaction_id = payload.get("transactionId")
+        if isinstance(transaction_id, int):
+            record.transactions.pop(transaction_id, None)
 
 
 def observe_answer(

@@ -20,7 +20,6 @@ additionalProperties and anything else                 FormationViolation
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -121,8 +120,10 @@ class SchemaValidator:
             raise _to_ocpp_error(exc) from None
 
     def validate_response(self, action: str, payload: dict[str, Any]) -> None:
-        """Check the CALLRESULT payload answering a CALL of `action`; raises like
-        `validate_request`."""
+        """Check the CALLRESULT payload answering a CALL of `action`.
+
+        Raises like `validate_request`.
+        """
         validate = self._responses.get(action)
         if validate is None:
             validate = self._responses[action] = self._compile(action, "Response")
@@ -141,10 +142,15 @@ class SchemaValidator:
         return validate
 
 
-@functools.cache
+_VALIDATORS: dict[str, SchemaValidator] = {}
+
+
 def get_validator(version: str = "1.6") -> SchemaValidator:
     """Return the shared `SchemaValidator` of OCPP `version` (``"1.6"``).
 
     Raises ValueError if no schemas are shipped for that version.
     """
-    return SchemaValidator(version)
+    validator = _VALIDATORS.get(version)
+    if validator is None:
+        validator = _VALIDATORS[version] = SchemaValidator(version)
+    return validator

@@ -80,7 +80,9 @@ class Simulator:
         """The embedded CSMS URL once it serves, else None."""
         return self.csms.url if self.csms is not None and self.csms.port is not None else None
 
-    async def run(self, *, task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[Simulator] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Start the CSMS, build and start the stations; `task_status.started(self)` once all run.
 
         Runs until cancelled, or until `shutdown()`.

@@ -12,7 +12,9 @@ import attrs
 _INDEX_WIDTH = 5
 
 
-def station_id(base_name: str, index: int, *, name_suffix: str = "", fixed_name: bool = False) -> str:
+def station_id(
+    base_name: str, index: int, *, name_suffix: str = "", fixed_name: bool = False
+) -> str:
     """Build a station id: `<base_name>-<5-digit index><name_suffix>`, or `base_name` alone."""
     if fixed_name:
         return base_name

@@ -9,9 +9,11 @@ waiting for the CSMS, and start any follow-up work in the station's nursery.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
@@ -33,6 +35,8 @@ from evsim_trio.ocpp import (
 log = logging.getLogger(__name__)
 
 OCPP16_SUBPROTOCOL = "ocpp1.6"
+# Bound on the WebSocket close handshake when a connection ends.
+CLOSE_TIMEOUT = 1.0
 
 Payload = dict[str, Any]
 Headers = list[tuple[bytes, bytes]]
@@ -77,24 +81,54 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     trio_websocket.ConnectionClosed,
     trio.BrokenResourceError,
     trio.ClosedResourceError,
+    trio.TooSlowError,
     OSError,
     NotConnected,
 )
 
 
-def default_connect(connect_timeout: float = 30.0, disconnect_timeout: float = 2.0) -> Connect:
-    """A `Connect` over real sockets with trio-websocket."""
+def default_connect(connect_timeout: float = 30.0) -> Connect:
+    """A `Connect` over real sockets: a TCP (or TLS for wss://) stream wrapped by trio-websocket.
+
+    The stream is opened and closed here rather than by `open_websocket_url`, whose client does
+    not close its socket when the server ends the connection (trio-websocket 0.12).
+    """
 
     @asynccontextmanager
-    async def connect(url: str, subprotocols: Sequence[str], headers: Headers) -> AsyncIterator[WebSocket]:
-        async with trio_websocket.open_websocket_url(
-            url,
-            subprotocols=list(subprotocols),
-            extra_headers=headers,
-            connect_timeout=connect_timeout,
-            disconnect_timeout=disconnect_timeout,
-        ) as ws:
-            yield ws
+    async def connect(
+        url: str, subprotocols: Sequence[str], headers: Headers
+    ) -> AsyncIterator[WebSocket]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise NotConnected(f"not a ws:// or wss:// URL: {url!r}")
+        secure = parts.scheme == "wss"
+        port = parts.port or (443 if secure else 80)
+        host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{port}"
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        stream: trio.abc.Stream
+        with trio.fail_after(connect_timeout):
+            if secure:
+                stream = await trio.open_ssl_over_tcp_stream(
+                    parts.hostname, port, ssl_context=ssl.create_default_context()
+                )
+            else:
+                stream = await trio.open_tcp_stream(parts.hostname, port)
+        async with stream, trio.open_nursery() as nursery:
+            with trio.fail_after(connect_timeout):
+                ws = await trio_websocket.wrap_client_stream(
+                    nursery,
+                    stream,
+                    host_header,
+                    resource,
+                    subprotocols=list(subprotocols),
+                    extra_headers=headers,
+                )
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
 
     return connect
 
@@ -177,7 +211,8 @@ class Connection:
                 elif isinstance(event, ErrorReceived):
                     err = event.error
                     self._complete(
-                        None, error_from_code(err.error_code, err.error_description, err.error_details)
+                        None,
+                        error_from_code(err.error_code, err.error_description, err.error_details),
                     )
                 elif isinstance(event, InvalidResult):
                     log.warning(

@@ -329,7 +329,7 @@ class Station:
                 self._connection = None
 
     async def _boot(self) -> None:
-        """BootNotification until Accepted (OCPP 1.6 §4.2); Pending/Rejected retry after interval."""
+        """BootNotification until Accepted (1.6 §4.2); Pending/Rejected retry after interval."""
         template = self.template
         max_retries = template.registration_max_retries
         failures = 0
@@ -394,7 +394,9 @@ class Station:
         self._heartbeat_scope = await nursery.start(self._run_heartbeat)
         nursery.start_soon(self._run_ping)
 
-    async def send_status(self, connector_id: int, status: str, error_code: str = "NoError") -> None:
+    async def send_status(
+        self, connector_id: int, status: str, error_code: str = "NoError"
+    ) -> None:
         """Set a connector's status and send StatusNotification (OCPP 1.6 §4.9)."""
         connector = self.connectors[connector_id]
         connector.status = status
