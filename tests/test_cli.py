@@ -106,10 +106,11 @@ async def test_run_boots_then_stops_cleanly_on_sigint_within_2_s(tmp_path: Path)
                     break
             assert b"embedded CSMS: ws://127.0.0.1:" in seen
             process.send_signal(signal.SIGINT)
-            with trio.fail_after(2):
+            with trio.move_on_after(2) as scope:
                 async for chunk in process.stdout:
                     seen += chunk
                 await process.wait()
+            assert not scope.cancelled_caught, seen
             assert process.returncode == 0, seen
             assert b"stopped after" in seen
 

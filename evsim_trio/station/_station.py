@@ -253,6 +253,8 @@ class Station:
             except* RegistrationFailed:
                 gave_up = True
             self.ws_state = WsState.CLOSED
+            if self._stop_requested.is_set():
+                return  # the close was ours: no reconnect
             if gave_up:
                 self.state = StationState.FAILED
                 log.error(
