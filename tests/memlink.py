@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ import trio.testing
 import trio_websocket
 
 from evsim_trio._resources import data_dir
+from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.config import StationTemplate, load_template
 from evsim_trio.station import (
     Connect,
@@ -99,6 +101,9 @@ def make_station(
     index: int = 1,
     url: str = "ws://csms.test/ocpp",
     seed: int = 7,
+    id_tags: tuple[str, ...] = ("TAG-1", "TAG-2", "TAG-3"),
+    state_path: Path | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Station:
     """A station built by hand (the simulator is not involved)."""
     sid = station_id(template.base_name or "TEST", index, name_suffix=template.name_suffix)
@@ -119,6 +124,9 @@ def make_station(
         supervision_url=url,
         seed=seed,
         connector_ids=template.connector_ids(),
+        id_tags=id_tags,
+        state_path=state_path,
+        state=state,
     )
     return Station(spec, connect=connect)
 
@@ -135,3 +143,22 @@ async def wait_state(station: Station, state: StationState) -> None:
     station.on_change = notify
     while station.state is not state:
         await changed.wait()
+
+
+def record_calls(csms: EmbeddedCsms) -> list[tuple[float, str, dict[str, Any]]]:
+    """Wrap every handler of `csms` to log (virtual time, action, payload) of each CALL."""
+    log: list[tuple[float, str, dict[str, Any]]] = []
+
+    def wrap(action: str, inner: Any) -> Any:
+        async def handler(record: Any, payload: dict[str, Any]) -> Any:
+            log.append((trio.current_time(), action, payload))
+            result = inner(record, payload)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+        return handler
+
+    for action, inner in list(csms.handlers.items()):
+        csms.handlers[action] = wrap(action, inner)
+    return log

@@ -222,8 +222,10 @@ async def test_unknown_action_gets_not_implemented_and_station_stays_connected(
     with trio.fail_after(HOUR):
         async with running(station):
             await wait_state(station, StationState.BOOTED)
+            # GetLocalListVersion has no handler yet (the local list comes with issue 5).
+            assert "GetLocalListVersion" not in station.handlers
             with pytest.raises(NotImplementedOcppError):
-                await csms.call(station.station_id, "ClearCache", {})
+                await csms.call(station.station_id, "GetLocalListVersion", {})
             beats = csms.stations[station.station_id].received["Heartbeat"]
             await trio.sleep(61)
             assert csms.stations[station.station_id].received["Heartbeat"] == beats + 1

@@ -6,6 +6,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -64,7 +65,7 @@ def _identity(
     sid: str,
     seed: int,
     state_dir: Path,
-) -> StationIdentity:
+) -> tuple[StationIdentity, Path, dict[str, Any] | None]:
     hid = hash_id(
         sid,
         vendor=template.charge_point_vendor,
@@ -73,8 +74,8 @@ def _identity(
         charge_box_serial_number_prefix=template.charge_box_serial_number_prefix,
     )
     path = state_path(state_dir, hid)
-    state = load_state(path) if template.station_info_persistent_configuration else None
-    info = (state or {}).get("station_info", {})
+    state = load_state(path)
+    info = (state or {}).get("station_info", {}) if template.station_info_persistent_configuration else {}
     cp_serial = info.get("charge_point_serial_number")
     cb_serial = info.get("charge_box_serial_number")
     if not isinstance(cp_serial, str) or not isinstance(cb_serial, str):
@@ -83,14 +84,14 @@ def _identity(
         cp_serial = serial_number(template.charge_point_serial_number_prefix, rng)
         cb_serial = serial_number(template.charge_box_serial_number_prefix, rng)
         if template.station_info_persistent_configuration:
-            new_state = dict(state or {})
-            new_state["station_info"] = {
+            state = dict(state or {})
+            state["station_info"] = {
                 "station_id": sid,
                 "charge_point_serial_number": cp_serial,
                 "charge_box_serial_number": cb_serial,
             }
-            save_state(path, new_state)
-    return StationIdentity(
+            save_state(path, state)
+    identity = StationIdentity(
         station_id=sid,
         hash_id=hid,
         index=index,
@@ -99,6 +100,7 @@ def _identity(
         charge_point_serial_number=cp_serial,
         charge_box_serial_number=cb_serial,
     )
+    return identity, path, state
 
 
 @attrs.frozen
@@ -167,15 +169,24 @@ def build_specs(
     embedded_csms_url: str | None,
     entries: Sequence[StationEntry] | None = None,
 ) -> list[StationSpec]:
-    """Every station of the site, with persisted serial numbers. Raises BuildError."""
-    return [
-        StationSpec(
-            identity=_identity(p.template, p.entry_index, p.index, p.station_id, seed, state_dir),
-            template=p.template,
-            supervision_url=p.supervision_url,
-            seed=seed,
-            connector_ids=_connector_ids(p.template, p.station_id, seed),
-            auto_start=p.entry.auto_start,
+    """Every station of the site, with its persisted state loaded. Raises BuildError."""
+    specs = []
+    for p in plan_fleet(site, seed=seed, embedded_csms_url=embedded_csms_url, entries=entries):
+        identity, path, state = _identity(
+            p.template, p.entry_index, p.index, p.station_id, seed, state_dir
         )
-        for p in plan_fleet(site, seed=seed, embedded_csms_url=embedded_csms_url, entries=entries)
-    ]
+        tags_file = p.template.authorization_file
+        specs.append(
+            StationSpec(
+                identity=identity,
+                template=p.template,
+                supervision_url=p.supervision_url,
+                seed=seed,
+                connector_ids=_connector_ids(p.template, p.station_id, seed),
+                auto_start=p.entry.auto_start,
+                id_tags=site.id_tags.get(tags_file, ()) if tags_file is not None else (),
+                state_path=path,
+                state=state,
+            )
+        )
+    return specs

@@ -21,23 +21,19 @@ from evsim_trio.station._link import (
 )
 from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
 from evsim_trio.station._persistence import load_state, save_state, state_path
-from evsim_trio.station._station import (
-    ConnectorState,
-    RegistrationFailed,
-    Station,
-    StationSpec,
-    StationState,
-    StationStatistics,
-    WsState,
-    ocpp_timestamp,
-)
+from evsim_trio.station import _h_core  # noqa: F401  (registers the core handlers)
+from evsim_trio.station import _h_config  # noqa: F401  (registers the configuration handlers)
+from evsim_trio.station._clock import ocpp_timestamp, utc_now
+from evsim_trio.station._connector import Connector, Transaction
+from evsim_trio.station._online import RegistrationFailed, StationState, WsState
+from evsim_trio.station._station import Station, StationSpec, StationStatistics
 
 __all__ = [
     "OCPP16_SUBPROTOCOL",
     "CallTimeout",
     "ConfigurationKey",
     "Connect",
-    "ConnectorState",
+    "Connector",
     "LinkError",
     "NotConnected",
     "OcppConfiguration",
@@ -47,6 +43,7 @@ __all__ = [
     "StationSpec",
     "StationState",
     "StationStatistics",
+    "Transaction",
     "WebSocket",
     "WsState",
     "default_connect",
@@ -59,4 +56,5 @@ __all__ = [
     "state_path",
     "station_id",
     "station_rng",
+    "utc_now",
 ]

@@ -2,8 +2,8 @@
 
 A handler computes its answer without waiting for the CSMS (it runs inside the link's reader);
 follow-up work (a StartTransaction after RemoteStartTransaction, say) is started in the station's
-nursery after the answer. The handlers of the Core profile and beyond arrive with the charging
-issue; until then every CSMS-initiated action is answered with NotImplemented.
+nursery after the answer. Handler modules (`_h_*.py`) register with `@handler("Action")` and are
+imported by the package `__init__`; an action without a handler is answered NotImplemented.
 """
 
 from __future__ import annotations
@@ -19,3 +19,15 @@ Handler = Callable[["Station", "Call"], Awaitable[dict[str, Any]]]
 
 REGISTRY: dict[str, Handler] = {}
 """Action name -> handler; a station answers NotImplemented for any action not in here."""
+
+
+def handler(action: str) -> Callable[[Handler], Handler]:
+    """Register the decorated coroutine function as the station's handler of `action`."""
+
+    def register(fn: Handler) -> Handler:
+        if action in REGISTRY:
+            raise RuntimeError(f"two handlers for {action}")
+        REGISTRY[action] = fn
+        return fn
+
+    return register

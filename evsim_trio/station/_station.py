@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import enum
 import functools
 import logging
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,55 +19,38 @@ from evsim_trio.ocpp import (
     SecurityError,
     get_validator,
 )
-from evsim_trio.station._backoff import reconnect_delay
+from evsim_trio.station._atg import AtgConnectorStatus, AtgController
+from evsim_trio.station._charging_profiles import ProfileStore
+from evsim_trio.station._clock import ocpp_timestamp
+from evsim_trio.station._connector import Connector
 from evsim_trio.station._handlers import REGISTRY
 from evsim_trio.station._identity import StationIdentity, station_rng
 from evsim_trio.station._link import (
-    OCPP16_SUBPROTOCOL,
-    TRANSPORT_ERRORS,
     CallTimeout,
     Connect,
     Connection,
-    Headers,
     IncomingHandler,
+    LinkError,
     NotConnected,
     Payload,
     default_connect,
 )
-from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
+from evsim_trio.station._meter_loops import MeterLoopsMixin
+from evsim_trio.station._metering import MeterModel
+from evsim_trio.station._keys import implemented_profiles
+from evsim_trio.station._ocpp_config import OcppConfiguration
+from evsim_trio.station._online import OnlineMixin, StationState, WsState
+from evsim_trio.station._queue import MessageQueue
+from evsim_trio.station._state_io import StateMixin
+from evsim_trio.station._transactions import TransactionsMixin
 
 if TYPE_CHECKING:
     from evsim_trio.config import StationTemplate
 
 log = logging.getLogger(__name__)
 
-# Boot retry wait when the CSMS gives no usable interval, or the BootNotification failed.
-DEFAULT_BOOT_RETRY = 30.0
-# Bound on the close handshake when a station is stopped.
+# Bound on the close handshake when a station is stopped or reset.
 CLOSE_GRACE = 1.0
-
-
-class StationState(enum.Enum):
-    """Coarse life state of a station, for the status line and statistics."""
-
-    STOPPED = "stopped"
-    CONNECTING = "connecting"
-    BOOTED = "booted"
-    FAILED = "failed"
-
-
-class WsState(enum.IntEnum):
-    """WebSocket readyState numbering, as existing UI clients read it."""
-
-    CONNECTING = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
-
-
-def ocpp_timestamp() -> str:
-    """Now as an OCPP timestamp: UTC, millisecond precision, `Z` suffix."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @attrs.frozen
@@ -82,17 +63,9 @@ class StationSpec:
     seed: int
     connector_ids: tuple[int, ...]
     auto_start: bool = True
-
-
-@attrs.define
-class ConnectorState:
-    """Per-connector status as last notified to the CSMS."""
-
-    connector_id: int
-    boot_status: str
-    status: str
-    error_code: str = "NoError"
-    notified_status: str | None = None
+    id_tags: tuple[str, ...] = ()
+    state_path: Path | None = None
+    state: Mapping[str, Any] | None = None
 
 
 @attrs.define
@@ -107,28 +80,48 @@ class StationStatistics:
     boot_attempts: int = 0
 
 
-class RegistrationFailed(Exception):
-    """BootNotification was not Accepted within `registration_max_retries`."""
-
-
-class Station:
-    """A charging station: the link to the CSMS, boot, heartbeat, connectors, handlers."""
+class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
+    """A charging station: link, boot, heartbeat, connectors, transactions, metering, handlers."""
 
     def __init__(self, spec: StationSpec, *, connect: Connect | None = None) -> None:
         self.spec = spec
         self.identity = spec.identity
         self.template = template = spec.template
         self.station_id = spec.identity.station_id
+        self.label = self.station_id  # every log line starts with it
         self.hash_id = spec.identity.hash_id
+        self.index = spec.identity.index
         self.rng = station_rng(spec.seed, self.station_id)
+        self.id_tags = spec.id_tags
         self.supervision_url = spec.supervision_url
         self._connect = connect or default_connect()
         self.validator = get_validator("1.6") if template.payload_schema_validation else None
         self.configuration = OcppConfiguration(
-            ConfigurationKey(c.key, c.value, c.readonly, c.visible, c.reboot)
-            for c in template.configuration
+            template.configuration,
+            number_of_connectors=len(spec.connector_ids),
+            supported_profiles=implemented_profiles(
+                a for a in REGISTRY if _supported(template.commands_support.incoming_commands, a)
+            ),
+            number_of_phases=template.phases(),
+            label=self.station_id,
         )
+        self.configuration.on_change = self._configuration_changed
         self.connectors = self._build_connectors()
+        self.meters = {
+            cid: MeterModel(template, template.connectors.get(cid), station_rng(spec.seed, f"{self.station_id}/m{cid}"))
+            for cid in self.connectors
+            if cid > 0
+        }
+        self.profiles = ProfileStore()
+        self.queue = MessageQueue()
+        self.atg = AtgController(
+            self, template.automatic_transaction_generator, [c for c in self.connectors if c > 0]
+        )
+        self.tx_ids: dict[int, int | None] = {}
+        self.next_local_tx = 0
+        self.auth_cache: dict[str, dict[str, Any]] = {}
+        self.diagnostics_status = "Idle"
+        self.firmware_status = "Idle"
         self.handlers: dict[str, IncomingHandler] = {
             action: functools.partial(handler, self) for action, handler in REGISTRY.items()
         }
@@ -138,77 +131,216 @@ class Station:
         self.registration: str | None = None
         self.boot_response: Payload | None = None
         self.stats = StationStatistics()
+        self.on_change: Callable[[Station], None] | None = None
         self._connection: Connection | None = None
         self._boot_count = 0
         self._accepted_at: float | None = None
-        self._stop_requested = trio.Event()
         self._heartbeat_scope: trio.CancelScope | None = None
         self._online_nursery: trio.Nursery | None = None
-        self.on_change: Callable[[Station], None] | None = None
+        self._nursery: trio.Nursery | None = None
+        self._meter_scopes: dict[int, trio.CancelScope] = {}
+        self._meter_last: dict[int, float] = {}
+        self._want_open = True
+        self._want_changed = trio.Event()
+        self._life_end = trio.Event()
+        self._life_ending = False
+        self._stop_requested = False
+        self._reboot: str | None = None
+        self._state_changed = trio.Event()
+        self._dirty = trio.Event()
+        self._atg_autostart = True
+        if spec.state:
+            self.restore(spec.state)
 
-    # -- construction helpers -------------------------------------------------------------
-    def _build_connectors(self) -> dict[int, ConnectorState]:
+    def _build_connectors(self) -> dict[int, Connector]:
         templates = self.template.connectors
         ids = list(self.spec.connector_ids)
         if self.template.use_connector_id0 and 0 in templates:
             ids.insert(0, 0)
-        connectors: dict[int, ConnectorState] = {}
+        connectors: dict[int, Connector] = {}
         for cid in ids:
             tpl = templates.get(cid)
             boot_status = tpl.boot_status if tpl is not None else "Available"
-            connectors[cid] = ConnectorState(cid, boot_status, boot_status)
+            connectors[cid] = Connector(cid, boot_status, boot_status)
         return connectors
 
-    @property
-    def label(self) -> str:
-        """The station id, as every log line starts."""
-        return self.station_id
-
-    def url(self) -> str:
-        """The WebSocket URL: supervision URL + '/' + station id (OCPP-J 1.6 §3.1.1)."""
-        return f"{self.supervision_url.rstrip('/')}/{self.station_id}"
-
-    def _headers(self) -> Headers:
-        user = self.template.supervision_user
-        password = self.template.supervision_password
-        if not user and not password:
-            return []
-        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        return [(b"Authorization", f"Basic {token}".encode("ascii"))]
-
-    def _changed(self) -> None:
+    # -- plumbing shared by the mixins -------------------------------------------------------
+    def changed(self) -> None:
+        """Station data changed: wake waiters and tell the simulator (UI refresh)."""
+        self._state_changed.set()
+        self._state_changed = trio.Event()
         if self.on_change is not None:
             self.on_change(self)
 
-    # -- public control ---------------------------------------------------------------
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start follow-up work in the station's nursery (ends with the station's life)."""
+        if self._nursery is None:
+            raise NotConnected(f"{self.label}: station is not running")
+        self._nursery.start_soon(fn, *args)
+
+    def is_accepted(self) -> bool:
+        """Registered (BootNotification Accepted) in this life of the station."""
+        return self.registration == "Accepted"
+
+    def is_online(self) -> bool:
+        """Connected and registered: messages can be sent."""
+        return self._connection is not None and self.registration == "Accepted"
+
+    async def wait_accepted(self) -> None:
+        """Wait until the station is connected and registered."""
+        while not self.is_online():
+            await self._state_changed.wait()
+
+    async def wait_connector_available(self, connector_id: int) -> None:
+        """Wait until a connector is Available."""
+        await self.connectors[connector_id].wait_status("Available")
+
+    def on_accepted(self) -> None:
+        """Each time the link is up and registered: start the ATG (first time) or resume it."""
+        if self._atg_autostart:
+            self._atg_autostart = False
+            if self.template.automatic_transaction_generator.enable and self.id_tags:
+                self.atg.start()
+        else:
+            self.atg.connection_restored()
+
+    def on_disconnected(self) -> None:
+        """The link dropped (not on our request)."""
+        self.atg.connection_lost()
+
+    # -- ATG host (see _atg.AtgHost) ----------------------------------------------------------
+    def is_connector_available(self, connector_id: int) -> bool:
+        """Whether the connector is Available."""
+        return self.connectors[connector_id].status == "Available"
+
+    def connector_has_transaction(self, connector_id: int) -> bool:
+        """Whether a transaction runs on the connector."""
+        return self.connectors[connector_id].transaction is not None
+
+    def atg_changed(self) -> None:
+        """ATG counters changed."""
+        self.persist()
+        self.changed()
+
+    def extra_state(self) -> dict[str, Any]:
+        """The ATG counters, persisted with the station."""
+        return {"atg": {str(cid): s.to_state() for cid, s in self.atg.statuses.items()}}
+
+    def restore_extra(self, state: Mapping[str, Any]) -> None:
+        """Restore the ATG counters."""
+        for key, saved in dict(state.get("atg", {})).items():
+            if int(key) in self.atg.statuses:
+                self.atg.statuses[int(key)] = AtgConnectorStatus.from_state(saved)
+
+    def _configuration_changed(self, key: str, value: str) -> None:
+        """Apply a ChangeConfiguration the station Accepted, at once (OCPP 1.6 §5.3)."""
+        if key == "HeartbeatInterval" and self._online_nursery is not None:
+            self._online_nursery.start_soon(self.restart_heartbeat)
+        elif key == "MeterValueSampleInterval" and self._nursery is not None:
+            self.restart_meter_loops()
+
+    def limits_changed(self) -> None:
+        """A power limit changed: integrate energy up to now under the old limit."""
+        for connector_id, connector in self.connectors.items():
+            if connector.transaction is not None:
+                self.advance_meter(connector_id)
+
+    # -- life -----------------------------------------------------------------------------
     async def run(self) -> None:
         """Run the station until `stop()` or until it gives up; never raises on station errors.
 
-        A crash of one of its tasks is logged with the station id and leaves the station
-        `failed`; it never takes other stations down.
+        A Reset ends one life of the station (its nursery) and starts a fresh one after
+        `reset_time`. A crash of one of its tasks is logged with the station id and leaves the
+        station `failed`; it never takes other stations down.
         """
         self.started = True
+        self._stop_requested = False
         self.state = StationState.CONNECTING
-        self._changed()
+        self.changed()
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_stop, nursery.cancel_scope)
-                await self._run_link()
-                nursery.cancel_scope.cancel()
+            while True:
+                self._reboot = None
+                self._life_ending = False
+                self._life_end = trio.Event()
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._watch_life_end, nursery.cancel_scope)
+                    nursery.start_soon(self.run_persistence)
+                    self.resume_transactions()
+                    await nursery.start(self.run_clock_aligned)
+                    await nursery.start(self.atg.run)
+                    self._atg_autostart = True
+                    await self._run_link()
+                    nursery.cancel_scope.cancel()
+                self._nursery = None
+                if self._reboot is None or self._stop_requested:
+                    break
+                log.info("%s: %s reset: back in %d s", self.label, self._reboot, self.template.reset_time)
+                self.registration = None
+                self.boot_response = None
+                self.state = StationState.CONNECTING
+                self.changed()
+                await trio.sleep(self.template.reset_time)
         except Exception:
             log.exception("%s: station crashed", self.label)
             self.state = StationState.FAILED
         finally:
+            self._nursery = None
             self.started = False
             self.ws_state = WsState.CLOSED
             if self.state is not StationState.FAILED:
                 self.state = StationState.STOPPED
-            self._changed()
+            self.save_now()
+            self.changed()
 
     def stop(self) -> None:
         """Ask the station to close its socket (close frame 1001) and end `run()`."""
-        self._stop_requested.set()
+        self._stop_requested = True
+        self._life_end.set()
 
+    async def _watch_life_end(self, scope: trio.CancelScope) -> None:
+        await self._life_end.wait()
+        self._life_ending = True
+        connection = self._connection
+        if connection is not None:
+            self.ws_state = WsState.CLOSING
+            code, reason = (1001, "station stopped") if self._reboot is None else (1012, "reset")
+            with trio.move_on_after(CLOSE_GRACE):
+                await connection.ws.aclose(code, reason)
+        scope.cancel()
+
+    async def reset(self, kind: str) -> None:
+        """Reset Soft/Hard (1.6 §5.14): stop transactions, close, wait reset_time, boot again."""
+        reason = "HardReset" if kind == "Hard" else "SoftReset"
+        for connector_id, connector in self.connectors.items():
+            if connector.transaction is not None:
+                await self.stop_transaction(connector_id, reason)
+        if kind != "Hard":
+            # A soft reset lets the StopTransactions out first (bounded); a hard one doesn't wait.
+            with trio.move_on_after(self.template.call_timeout):
+                while len(self.queue) and self.is_online():
+                    await self._state_changed.wait()
+        self._reboot = kind
+        self._life_end.set()
+
+    # -- connection control (UI) --------------------------------------------------------------
+    def open_connection(self) -> None:
+        """Open the link again after `close_connection()` (no effect when already wanted)."""
+        self._want_open = True
+        self._want_changed.set()
+        self._want_changed = trio.Event()
+
+    def close_connection(self) -> None:
+        """Close the link and keep it closed until `open_connection()`."""
+        self._want_open = False
+        self._want_changed.set()
+        self._want_changed = trio.Event()
+        connection = self._connection
+        if connection is not None and self._nursery is not None:
+            self.ws_state = WsState.CLOSING
+            self._nursery.start_soon(connection.ws.aclose, 1000, "closed by the simulator UI")
+
+    # -- messages ------------------------------------------------------------------------------
     async def call(self, action: str, payload: Payload) -> Payload:
         """Send a station-initiated CALL on the current connection and return the answer."""
         connection = self._connection
@@ -224,186 +356,19 @@ class Station:
             self.stats.call_errors += 1
             raise
 
-    # -- the supervisor's tasks ----------------------------------------------------------
-    async def _watch_stop(self, scope: trio.CancelScope) -> None:
-        await self._stop_requested.wait()
-        connection = self._connection
-        if connection is not None:
-            self.ws_state = WsState.CLOSING
-            with trio.move_on_after(CLOSE_GRACE):
-                await connection.ws.aclose(1001, "station stopped")
-        scope.cancel()
-
-    async def _run_link(self) -> None:
-        """Connect, run online, and on a close we did not ask for reconnect with backoff."""
-        template = self.template
-        attempt = 0
-        max_retries = template.auto_reconnect_max_retries
-        while True:
-            self.ws_state = WsState.CONNECTING
-            self.state = StationState.CONNECTING
-            self._changed()
-            self._accepted_at = None
-            gave_up = False
-            try:
-                await self._connect_and_serve()
-            except* TRANSPORT_ERRORS as group:
-                self.stats.connect_failures += 1
-                log.info("%s: connection lost: %s", self.label, _describe(group))
-            except* RegistrationFailed:
-                gave_up = True
-            self.ws_state = WsState.CLOSED
-            if self._stop_requested.is_set():
-                return  # the close was ours: no reconnect
-            if gave_up:
-                self.state = StationState.FAILED
-                log.error(
-                    "%s: BootNotification not accepted after %d attempts; giving up",
-                    self.label,
-                    self._boot_count,
-                )
-                self._changed()
-                return
-            # A connection that stayed up, accepted, at least as long as the longest backoff
-            # delay was healthy: the next reconnect starts from the base delay again.
-            accepted_at = self._accepted_at
-            if accepted_at is not None and (
-                trio.current_time() - accepted_at >= template.reconnect_max_delay
-            ):
-                attempt = 0
-            if 0 <= max_retries <= attempt:
-                self.state = StationState.FAILED
-                log.error("%s: giving up after %d reconnect attempts", self.label, attempt)
-                self._changed()
-                return
-            delay = reconnect_delay(
-                attempt,
-                base=template.reconnect_base_delay,
-                cap=template.reconnect_max_delay,
-                exponential=template.reconnect_exponential_delay,
-                rng=self.rng,
-            )
-            attempt += 1
-            log.info("%s: reconnecting in %.1f s (attempt %d)", self.label, delay, attempt)
-            self.state = StationState.CONNECTING
-            self._changed()
-            await trio.sleep(delay)
-
-    async def _connect_and_serve(self) -> None:
-        """One connection's life, until the socket closes."""
-        url = self.url()
-        async with self._connect(url, [OCPP16_SUBPROTOCOL], self._headers()) as ws:
-            if ws.subprotocol != OCPP16_SUBPROTOCOL:
-                log.warning(
-                    "%s: CSMS did not agree on subprotocol %s (got %r)",
-                    self.label,
-                    OCPP16_SUBPROTOCOL,
-                    ws.subprotocol,
-                )
-                if self.template.ocpp_strict_compliance:
-                    await ws.aclose(1002, "subprotocol ocpp1.6 required")
-                    raise NotConnected(f"{self.label}: no {OCPP16_SUBPROTOCOL} subprotocol")
-            self.stats.connects += 1
-            connection = Connection(
-                ws,
-                label=self.label,
-                validator=self.validator,
-                id_prefix=f"{self.rng.getrandbits(32):08x}-",
-                call_timeout=self.template.call_timeout,
-                handle_incoming=self._handle_incoming,
-            )
-            self._connection = connection
-            self.ws_state = WsState.OPEN
-            self._changed()
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._online_nursery = nursery
-                    nursery.start_soon(connection.run_reader)
-                    # BootNotification after each (re)boot (1.6 §4.2), not after each reconnect:
-                    # a station that was Accepted resumes without booting again.
-                    first = self.registration != "Accepted"
-                    if first:
-                        await self._boot()
-                    await self._after_accepted(nursery, first=first)
-            finally:
-                self._online_nursery = None
-                self._heartbeat_scope = None
-                self._connection = None
-
-    async def _boot(self) -> None:
-        """BootNotification until Accepted (1.6 §4.2); Pending/Rejected retry after interval."""
-        template = self.template
-        max_retries = template.registration_max_retries
-        failures = 0
-        while True:
-            self._boot_count += 1
-            self.stats.boot_attempts += 1
-            interval = 0
-            status: str | None = None
-            try:
-                response = await self.call("BootNotification", self._boot_payload())
-            except (CallTimeout, OcppError) as exc:
-                log.warning("%s: BootNotification failed: %s", self.label, exc)
-            else:
-                status = response["status"]
-                interval = response["interval"]
-                self.boot_response = response
-                self.registration = status
-                self._changed()
-            if status == "Accepted" or (status is not None and template.auto_register):
-                if status != "Accepted":
-                    log.info("%s: boot %s, registered anyway (auto_register)", self.label, status)
-                    self.registration = "Accepted"
-                if interval > 0:
-                    self.configuration.set("HeartbeatInterval", str(interval))
-                return
-            failures += 1
-            if 0 <= max_retries < failures:
-                raise RegistrationFailed(self.label)
-            wait = interval if interval > 0 else DEFAULT_BOOT_RETRY
-            log.info("%s: boot %s; retrying in %s s", self.label, status or "failed", wait)
-            await trio.sleep(wait)
-
-    def _boot_payload(self) -> Payload:
-        template = self.template
-        identity = self.identity
-        payload: Payload = {
-            "chargePointVendor": template.charge_point_vendor,
-            "chargePointModel": template.charge_point_model,
-        }
-        optional = {
-            "chargePointSerialNumber": identity.charge_point_serial_number,
-            "chargeBoxSerialNumber": identity.charge_box_serial_number,
-            "firmwareVersion": template.firmware_version,
-        }
-        payload.update((k, v) for k, v in optional.items() if v)
-        return payload
-
-    async def _after_accepted(self, nursery: trio.Nursery, *, first: bool) -> None:
-        """On Accepted: StatusNotification per connector, then heartbeat and pings.
-
-        After a reconnect only connectors whose status changed while offline are notified.
-        """
-        self.state = StationState.BOOTED
-        self._accepted_at = trio.current_time()
-        self._changed()
-        log.info("%s: %s", self.label, "boot accepted" if first else "reconnected")
-        for connector in self.connectors.values():
-            if first:
-                await self.send_status(connector.connector_id, connector.boot_status)
-            elif connector.status != connector.notified_status:
-                await self.send_status(connector.connector_id, connector.status)
-        self._heartbeat_scope = await nursery.start(self._run_heartbeat)
-        nursery.start_soon(self._run_ping)
-
     async def send_status(
         self, connector_id: int, status: str, error_code: str = "NoError"
     ) -> None:
-        """Set a connector's status and send StatusNotification (OCPP 1.6 §4.9)."""
+        """Set a connector's status and send StatusNotification (1.6 §4.9) when online.
+
+        Offline (or before registration) the change is only recorded; it is notified after the
+        next Accepted registration.
+        """
         connector = self.connectors[connector_id]
-        connector.status = status
-        connector.error_code = error_code
-        self._changed()
+        connector.set_status(status, error_code)
+        self.changed()
+        if not self.is_online():
+            return
         payload = {
             "connectorId": connector_id,
             "errorCode": error_code,
@@ -413,48 +378,52 @@ class Station:
         try:
             await self.call("StatusNotification", payload)
             connector.notified_status = status
-        except (CallTimeout, OcppError) as exc:
+        except (CallTimeout, OcppError, LinkError) as exc:
             log.warning("%s: StatusNotification failed: %s", self.label, exc)
 
-    async def _run_heartbeat(
-        self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+    async def send_triggered(self, requested: str, connector_id: int | None) -> None:
+        """Send the message a TriggerMessage asked for (1.6 §5.17)."""
+        try:
+            if requested == "BootNotification":
+                await self.send_boot_notification()
+            elif requested == "Heartbeat":
+                await self.call("Heartbeat", {})
+            elif requested == "StatusNotification":
+                ids = [connector_id] if connector_id is not None else list(self.connectors)
+                for cid in ids:
+                    connector = self.connectors[cid]
+                    await self.send_status(cid, connector.status, connector.error_code)
+            elif requested == "MeterValues":
+                ids = [connector_id] if connector_id else [c for c in self.connectors if c > 0]
+                for cid in ids:
+                    await self.send_meter_values_now(cid)
+            elif requested == "DiagnosticsStatusNotification":
+                await self.call("DiagnosticsStatusNotification", {"status": self.diagnostics_status})
+            elif requested == "FirmwareStatusNotification":
+                await self.call("FirmwareStatusNotification", {"status": self.firmware_status})
+        except (CallTimeout, OcppError, LinkError) as exc:
+            log.warning("%s: triggered %s failed: %s", self.label, requested, exc)
+
+    async def remote_start(
+        self, connector_id: int, id_tag: str, profile: dict[str, Any] | None
     ) -> None:
-        """Heartbeat every HeartbeatInterval seconds (0 disables); restartable via its scope."""
-        with trio.CancelScope() as scope:
-            task_status.started(scope)
-            interval = self.configuration.get_int("HeartbeatInterval", 0)
-            if interval <= 0:
-                return
-            while True:
-                await trio.sleep(interval)
-                try:
-                    await self.call("Heartbeat", {})
-                except (CallTimeout, OcppError) as exc:
-                    log.warning("%s: Heartbeat failed: %s", self.label, exc)
+        """The work after RemoteStartTransaction was Accepted (1.6 §5.11)."""
+        started = await self.start_transaction(connector_id, id_tag, remote=True)
+        tx = self.connectors[connector_id].transaction
+        if started and profile is not None and tx is not None:
+            from evsim_trio.station._clock import utc_now
 
-    async def restart_heartbeat(self) -> None:
-        """Restart the heartbeat loop, e.g. after HeartbeatInterval changed."""
-        nursery = self._online_nursery
-        if nursery is None or self.state is not StationState.BOOTED:
-            return
-        if self._heartbeat_scope is not None:
-            self._heartbeat_scope.cancel()
-        self._heartbeat_scope = await nursery.start(self._run_heartbeat)
-
-    async def _run_ping(self) -> None:
-        """WebSocket ping every WebSocketPingInterval seconds; no pong in time closes the link."""
-        interval = self.configuration.get_int("WebSocketPingInterval", 0)
-        connection = self._connection
-        if interval <= 0 or connection is None:
-            return
-        while True:
-            await trio.sleep(interval)
-            with trio.move_on_after(interval) as scope:
-                await connection.ws.ping()
-            if scope.cancelled_caught:
-                log.warning("%s: no pong within %d s; closing", self.label, interval)
-                await connection.ws.aclose(1011, "no pong")
-                return
+            self.profiles.set(
+                connector_id,
+                profile,
+                now=utc_now(),
+                transaction_id=tx.transaction_id,
+                max_stack_level=self.configuration.get_int("ChargeProfileMaxStackLevel", 8),
+                allowed_units=tuple(self.configuration.get_csl("ChargingScheduleAllowedChargingRateUnit")),
+                max_periods=self.configuration.get_int("ChargingScheduleMaxPeriods", 24),
+                max_installed=self.configuration.get_int("MaxChargingProfilesInstalled", 16),
+            )
+            self.limits_changed()
 
     # -- CSMS-initiated requests -----------------------------------------------------------
     async def _handle_incoming(self, call: Call) -> Payload:
@@ -474,7 +443,3 @@ def _supported(support: Mapping[str, bool], action: str) -> bool:
     if not support:
         return True
     return support.get(action, False)
-
-
-def _describe(group: BaseExceptionGroup[Any]) -> str:
-    return "; ".join(repr(exc) for exc in group.exceptions)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from evsim_trio.ocpp import v16
+import evsim_trio.station  # noqa: F401  (imports every handler module)
 from evsim_trio.station._handlers import REGISTRY
 
 # OCPP 1.6 §3.2 feature profiles, and the Security Whitepaper's additions.
@@ -49,7 +50,20 @@ PROFILES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 # CALLs the station sends today.
-SENT: frozenset[str] = frozenset({"BootNotification", "Heartbeat", "StatusNotification"})
+SENT: frozenset[str] = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+    }
+)
 
 
 def implemented(action: str) -> bool:

@@ -1,0 +1,207 @@
+"""Metering loops: sampled values during transactions, clock-aligned values (OCPP 1.6 §3.16, §4.7).
+
+A mixin of `Station`. Energy is integrated by the connector's MeterModel each time a connector is
+sampled (and when its transaction stops), under the power limit of that instant: the amperage limit
+key and the charging profiles (1.6 §3.13).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from evsim_trio.ocpp import OcppError
+from evsim_trio.station._clock import ocpp_timestamp, parse_timestamp, utc_now
+from evsim_trio.station._connector import Connector, Transaction
+from evsim_trio.station._link import CallTimeout, LinkError, Payload
+from evsim_trio.station._metering import amps_to_watts
+
+if TYPE_CHECKING:
+    from evsim_trio.config import StationTemplate
+    from evsim_trio.station._charging_profiles import ProfileStore
+    from evsim_trio.station._metering import MeterModel
+    from evsim_trio.station._ocpp_config import OcppConfiguration
+    from evsim_trio.station._queue import QueuedMessage
+
+log = logging.getLogger(__name__)
+
+# Amperage limit key units (seed: amperageLimitationUnit).
+AMPERAGE_FACTORS = {"A": 1.0, "dA": 0.1, "cA": 0.01, "mA": 0.001}
+# Energy is integrated at least this often while MeterValueSampleInterval is 0 (no samples sent).
+IDLE_INTEGRATION = 60.0
+
+
+class MeterLoopsMixin:
+    """Per-connector sampling loops, energy integration, clock-aligned readings."""
+
+    label: str
+    template: StationTemplate
+    configuration: OcppConfiguration
+    connectors: dict[int, Connector]
+    meters: dict[int, MeterModel]
+    profiles: ProfileStore
+    _meter_scopes: dict[int, trio.CancelScope]
+    _meter_last: dict[int, float]
+
+    call: Callable[[str, Payload], Awaitable[Payload]]
+    spawn: Callable[..., None]
+    persist: Callable[[], None]
+    is_online: Callable[[], bool]
+    enqueue: Callable[[str, Payload, int], QueuedMessage]
+
+    # -- limits --------------------------------------------------------------------------
+    def electrical(self) -> tuple[float, int, bool]:
+        template = self.template
+        return template.nominal_voltage(), template.phases(), template.current_out_type == "DC"
+
+    def power_limit_w(self, connector_id: int) -> float | None:
+        """The power cap of this instant: amperage limit key and charging profiles, in W."""
+        voltage, phases, dc = self.electrical()
+        limits: list[float] = []
+        key = self.template.amperage_limitation_ocpp_key
+        if key:
+            raw = self.configuration.get(key)
+            try:
+                amps = float(raw or "") * AMPERAGE_FACTORS[self.template.amperage_limitation_unit]
+            except (ValueError, KeyError):
+                amps = None
+            if amps is not None and amps >= 0:
+                limits.append(amps_to_watts(amps, voltage=voltage, phases=phases, dc=dc))
+        connector = self.connectors.get(connector_id)
+        tx = connector.transaction if connector is not None else None
+        limit = self.profiles.limit_at(
+            connector_id,
+            utc_now(),
+            tx_start=parse_timestamp(tx.start_timestamp) if tx is not None else None,
+            voltage=voltage,
+            phases=phases,
+            dc=dc,
+        )
+        if limit is not None:
+            limits.append(limit[0])
+        return min(limits) if limits else None
+
+    # -- integration -------------------------------------------------------------------------
+    def advance_meter(self, connector_id: int) -> None:
+        """Integrate the connector's energy up to now."""
+        now = trio.current_time()
+        last = self._meter_last.get(connector_id, now)
+        self._meter_last[connector_id] = now
+        if now <= last:
+            return
+        share = 1
+        if self.template.power_shared_by_connectors:
+            share = max(1, sum(1 for c in self.connectors.values() if c.transaction is not None))
+        self.meters[connector_id].advance(
+            now - last, limit_w=self.power_limit_w(connector_id), share=share
+        )
+
+    def start_meter_loop(self, connector_id: int) -> None:
+        """Start sampling a connector whose transaction just started."""
+        self._meter_last[connector_id] = trio.current_time()
+        scope = trio.CancelScope()
+        old = self._meter_scopes.get(connector_id)
+        if old is not None:
+            old.cancel()
+        self._meter_scopes[connector_id] = scope
+        self.spawn(self._run_meter_loop, connector_id, scope)
+
+    def restart_meter_loops(self) -> None:
+        """MeterValueSampleInterval changed: restart every running sampling loop."""
+        for connector_id, connector in self.connectors.items():
+            if connector.transaction is not None and connector_id in self._meter_scopes:
+                self.advance_meter(connector_id)
+                self.start_meter_loop(connector_id)
+
+    def transaction_ended(self, connector_id: int) -> None:
+        """Stop sampling; TxProfiles end with their transaction (1.6 §3.13.2)."""
+        scope = self._meter_scopes.pop(connector_id, None)
+        if scope is not None:
+            scope.cancel()
+        self.profiles.transaction_ended(connector_id)
+
+    async def _run_meter_loop(self, connector_id: int, scope: trio.CancelScope) -> None:
+        connector = self.connectors[connector_id]
+        tx = connector.transaction
+        with scope:
+            while tx is not None and connector.transaction is tx:
+                interval = self.configuration.get_int("MeterValueSampleInterval", 60)
+                await trio.sleep(interval if interval > 0 else IDLE_INTEGRATION)
+                if connector.transaction is not tx:
+                    return
+                self.advance_meter(connector_id)
+                if interval > 0:
+                    self.enqueue_meter_values(connector_id, tx, "Sample.Periodic")
+                else:
+                    self.persist()
+
+    def _reading(self, connector_id: int, key: str, context: str) -> dict[str, Any] | None:
+        measurands = self.configuration.get_csl(key)
+        if not measurands:
+            return None
+        values = self.meters[connector_id].sampled_values(measurands, context=context)
+        return {"timestamp": ocpp_timestamp(), "sampledValue": values} if values else None
+
+    def enqueue_meter_values(self, connector_id: int, tx: Transaction, context: str) -> None:
+        """Queue a transaction MeterValues with MeterValuesSampledData (or the aligned set)."""
+        aligned = context == "Sample.Clock"
+        reading = self._reading(
+            connector_id, "MeterValuesAlignedData" if aligned else "MeterValuesSampledData", context
+        )
+        if reading is not None:
+            payload: Payload = {"connectorId": connector_id, "meterValue": [reading]}
+            self.enqueue("MeterValues", payload, tx.local_id)
+        if self.template.transaction_data_meter_values:
+            stop_key = "StopTxnAlignedData" if aligned else "StopTxnSampledData"
+            kept = self._reading(connector_id, stop_key, context)
+            if kept is not None:
+                tx.meter_values.append(kept)
+
+    async def send_meter_values_now(self, connector_id: int) -> Payload | None:
+        """MeterValues for a connector, at once (TriggerMessage, UI): queued if in a transaction."""
+        connector = self.connectors[connector_id]
+        tx = connector.transaction
+        if tx is not None:
+            self.advance_meter(connector_id)
+            self.enqueue_meter_values(connector_id, tx, "Trigger")
+            return None
+        reading = self._reading(connector_id, "MeterValuesSampledData", "Trigger")
+        if reading is None:
+            return None
+        return await self.call("MeterValues", {"connectorId": connector_id, "meterValue": [reading]})
+
+    # -- clock-aligned data (1.6 §3.16.2) ----------------------------------------------------------
+    async def run_clock_aligned(
+        self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every ClockAlignedDataInterval seconds, aligned to midnight UTC: MeterValuesAlignedData."""
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            while True:
+                interval = self.configuration.get_int("ClockAlignedDataInterval", 0)
+                if interval <= 0:
+                    return
+                now = utc_now()
+                midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+                elapsed = (now - midnight).total_seconds()
+                await trio.sleep(interval - elapsed % interval)
+                for connector_id, connector in self.connectors.items():
+                    if connector_id == 0:
+                        continue
+                    tx = connector.transaction
+                    if tx is not None:
+                        self.advance_meter(connector_id)
+                        self.enqueue_meter_values(connector_id, tx, "Sample.Clock")
+                    elif self.is_online():
+                        reading = self._reading(connector_id, "MeterValuesAlignedData", "Sample.Clock")
+                        if reading is not None:
+                            self.spawn(self._send_untracked, connector_id, reading)
+
+    async def _send_untracked(self, connector_id: int, reading: dict[str, Any]) -> None:
+        try:
+            await self.call("MeterValues", {"connectorId": connector_id, "meterValue": [reading]})
+        except (CallTimeout, LinkError, OcppError) as exc:
+            log.debug("%s: aligned MeterValues not delivered: %s", self.label, exc)

@@ -1,0 +1,176 @@
+"""A station's persisted state: what it is, what it knows, what it still owes the CSMS.
+
+One TOML file per hashId under the site's state_dir, written atomically and debounced: OCPP
+configuration keys (when `ocpp_persistent_configuration`), station info and serial numbers,
+energy registers, availability, open transactions, the transaction message queue, the
+authorization cache, charging profiles. A restart continues from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+import trio.testing
+
+from evsim_trio.station._connector import Connector, Transaction
+from evsim_trio.station._persistence import save_state
+
+if TYPE_CHECKING:
+    from evsim_trio.config import StationTemplate
+    from evsim_trio.station._charging_profiles import ProfileStore
+    from evsim_trio.station._identity import StationIdentity
+    from evsim_trio.station._metering import MeterModel
+    from evsim_trio.station._ocpp_config import OcppConfiguration
+    from evsim_trio.station._queue import MessageQueue
+
+log = logging.getLogger(__name__)
+
+# Writes of one station are at least this far apart (trio seconds).
+PERSIST_DEBOUNCE = 1.0
+
+
+def _plain(value: Any) -> Any:
+    """Drop None values (TOML has no null) and turn int keys into strings, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value if v is not None]
+    return value
+
+
+def _virtual_time() -> bool:
+    """Whether trio runs on a virtual clock (tests under MockClock)."""
+    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+
+
+class StateMixin:
+    """to_state / restore / debounced persistence of a Station."""
+
+    label: str
+    identity: StationIdentity
+    template: StationTemplate
+    configuration: OcppConfiguration
+    connectors: dict[int, Connector]
+    meters: dict[int, MeterModel]
+    profiles: ProfileStore
+    queue: MessageQueue
+    tx_ids: dict[int, int | None]
+    next_local_tx: int
+    auth_cache: dict[str, dict[str, Any]]
+    spec: Any
+    _dirty: trio.Event
+
+    start_meter_loop: Callable[[int], None]
+
+    def _state_path(self) -> Path | None:
+        path: Path | None = self.spec.state_path
+        return path
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything that must survive a restart, as plain data."""
+        identity = self.identity
+        state: dict[str, Any] = {
+            "station_info": {
+                "station_id": identity.station_id,
+                "charge_point_serial_number": identity.charge_point_serial_number,
+                "charge_box_serial_number": identity.charge_box_serial_number,
+            },
+            "connectors": {
+                str(cid): {
+                    "availability": c.availability,
+                    "pending_availability": c.pending_availability,
+                    "meter": self.meters[cid].to_state() if cid in self.meters else None,
+                    "transaction": c.transaction.to_state() if c.transaction else None,
+                }
+                for cid, c in self.connectors.items()
+            },
+            "queue": self.queue.to_state(),
+            "tx_ids": {str(k): v for k, v in self.tx_ids.items() if v is not None},
+            "open_tx": sorted(self.tx_ids),
+            "next_local_tx": self.next_local_tx,
+            "auth_cache": self.auth_cache,
+            "profiles": self.profiles.to_state(),
+        }
+        if self.template.ocpp_persistent_configuration:
+            state["configuration"] = self.configuration.to_state()
+        extra = self.extra_state()
+        state.update(extra)
+        return _plain(state)  # type: ignore[no-any-return]
+
+    def extra_state(self) -> dict[str, Any]:
+        """State of later components (ATG, ...); overridden by the station."""
+        return {}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load what `to_state()` wrote (called at construction)."""
+        if self.template.ocpp_persistent_configuration and "configuration" in state:
+            self.configuration.load_state(list(state["configuration"]))
+        for key, saved in dict(state.get("connectors", {})).items():
+            connector = self.connectors.get(int(key))
+            if connector is None:
+                continue
+            connector.availability = str(saved.get("availability", "Operative"))
+            connector.pending_availability = saved.get("pending_availability")
+            if connector.connector_id in self.meters and "meter" in saved:
+                self.meters[connector.connector_id].from_state(saved["meter"])
+            if "transaction" in saved:
+                connector.transaction = Transaction.from_state(saved["transaction"])
+            if connector.availability != "Operative":
+                connector.set_status("Unavailable")
+            elif connector.transaction is not None:
+                connector.set_status("Charging")
+        self.queue.load_state(list(state.get("queue", [])))
+        self.tx_ids = {int(k): None for k in state.get("open_tx", [])}
+        self.tx_ids.update({int(k): int(v) for k, v in dict(state.get("tx_ids", {})).items()})
+        self.next_local_tx = int(state.get("next_local_tx", 0))
+        self.auth_cache = dict(state.get("auth_cache", {}))
+        if "profiles" in state:
+            self.profiles.from_state(state["profiles"])
+        self.restore_extra(state)
+
+    def restore_extra(self, state: Mapping[str, Any]) -> None:
+        """Restore later components' state; overridden by the station."""
+
+    def resume_transactions(self) -> None:
+        """After a (re)start: keep metering the transactions that were running."""
+        for connector_id, connector in self.connectors.items():
+            if connector.transaction is not None and connector_id in self.meters:
+                self.meters[connector_id].set_active(True)
+                self.start_meter_loop(connector_id)
+
+    def persist(self) -> None:
+        """Schedule a state write (debounced)."""
+        self._dirty.set()
+
+    def save_now(self) -> None:
+        """Write the state at once (synchronously: used when the station stops)."""
+        path = self._state_path()
+        if path is None:
+            return
+        try:
+            save_state(path, self.to_state())
+        except OSError:
+            log.exception("%s: could not write state to %s", self.label, path)
+
+    async def run_persistence(self) -> None:
+        """Write the state after changes, at most once per PERSIST_DEBOUNCE, off the event loop."""
+        path = self._state_path()
+        if path is None:
+            return
+        while True:
+            await self._dirty.wait()
+            await trio.sleep(PERSIST_DEBOUNCE)
+            self._dirty = trio.Event()
+            state = self.to_state()
+            try:
+                if _virtual_time():
+                    # A thread would let MockClock's autojump run virtual time away meanwhile.
+                    save_state(path, state)
+                else:
+                    await trio.to_thread.run_sync(save_state, path, state)
+            except OSError:
+                log.exception("%s: could not write state to %s", self.label, path)

@@ -1,0 +1,292 @@
+"""Authorization, transactions and the delivery of transaction messages (OCPP 1.6 §4.1, §4.8, §4.10).
+
+A mixin of `Station`: the attributes annotated below are the station's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from evsim_trio.ocpp import OcppError
+from evsim_trio.station._clock import ocpp_timestamp, parse_timestamp, utc_now
+from evsim_trio.station._connector import Connector, Transaction
+from evsim_trio.station._link import CallTimeout, LinkError, Payload
+from evsim_trio.station._queue import MessageQueue, QueuedMessage
+
+if TYPE_CHECKING:
+    from evsim_trio.config import StationTemplate
+    from evsim_trio.station._metering import MeterModel
+    from evsim_trio.station._ocpp_config import OcppConfiguration
+
+log = logging.getLogger(__name__)
+
+
+class TransactionsMixin:
+    """Start, stop, authorize; the queue sender that delivers transaction messages in order."""
+
+    label: str
+    template: StationTemplate
+    configuration: OcppConfiguration
+    connectors: dict[int, Connector]
+    meters: dict[int, MeterModel]
+    queue: MessageQueue
+    registration: str | None
+    # CSMS transaction id per local transaction id, while messages of it may still be queued.
+    tx_ids: dict[int, int | None]
+    next_local_tx: int
+    auth_cache: dict[str, dict[str, Any]]
+
+    call: Callable[[str, Payload], Awaitable[Payload]]
+    send_status: Callable[..., Awaitable[None]]
+    persist: Callable[[], None]
+    spawn: Callable[..., None]
+    is_online: Callable[[], bool]
+    start_meter_loop: Callable[[int], None]
+    advance_meter: Callable[[int], None]
+    transaction_ended: Callable[[int], None]
+    enqueue_meter_values: Callable[[int, Transaction, str], None]
+
+    # -- authorization (1.6 §3.4, §4.1; keys §9.1) --------------------------------------------
+    def _cached_accepted(self, id_tag: str) -> bool:
+        if not self.configuration.get_bool("AuthorizationCacheEnabled", True):
+            return False
+        info = self.auth_cache.get(id_tag)
+        if info is None or info.get("status") != "Accepted":
+            return False
+        expiry = info.get("expiryDate")
+        return expiry is None or parse_timestamp(expiry) > utc_now()
+
+    def clear_authorization_cache(self) -> None:
+        """ClearCache: forget every cached idTagInfo."""
+        self.auth_cache.clear()
+        self.persist()
+
+    async def authorize(self, id_tag: str) -> str:
+        """The idTagInfo status for `id_tag`, asking the CSMS when online, else local rules."""
+        config = self.configuration
+        if self.is_online():
+            if config.get_bool("LocalPreAuthorize", False) and self._cached_accepted(id_tag):
+                return "Accepted"
+            try:
+                response = await self.call("Authorize", {"idTag": id_tag})
+            except OcppError as exc:
+                log.warning("%s: Authorize failed: %s", self.label, exc)
+                return "Invalid"
+            except (CallTimeout, LinkError) as exc:
+                log.info("%s: Authorize not answered (%s); offline rules apply", self.label, exc)
+            else:
+                info: dict[str, Any] = response["idTagInfo"]
+                if config.get_bool("AuthorizationCacheEnabled", True):
+                    self.auth_cache[id_tag] = info
+                    self.persist()
+                return str(info["status"])
+        # Offline (1.6 §3.4 LocalAuthorizeOffline, AllowOfflineTxForUnknownId).
+        if config.get_bool("LocalAuthorizeOffline", True) and self._cached_accepted(id_tag):
+            return "Accepted"
+        if config.get_bool("AllowOfflineTxForUnknownId", False) and id_tag not in self.auth_cache:
+            return "Accepted"
+        return "Invalid"
+
+    # -- transactions ---------------------------------------------------------------------
+    def enqueue(self, action: str, payload: Payload, local_tx: int) -> QueuedMessage:
+        """Queue a transaction message for in-order delivery."""
+        message = QueuedMessage(action, payload, local_tx)
+        self.queue.push(message)
+        self.persist()
+        return message
+
+    def transaction_for(self, transaction_id: int) -> Connector | None:
+        """The connector running the transaction the CSMS knows as `transaction_id`."""
+        for connector in self.connectors.values():
+            tx = connector.transaction
+            if tx is not None and tx.transaction_id == transaction_id:
+                return connector
+        return None
+
+    async def start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        *,
+        remote: bool = False,
+        reservation_id: int | None = None,
+        authorize: bool | None = None,
+    ) -> bool:
+        """Start a transaction; False when refused (tag rejected, connector busy or inoperative)."""
+        connector = self.connectors.get(connector_id)
+        if connector_id == 0 or connector is None or not connector.can_start():
+            return False
+        if authorize is None:
+            authorize = not remote or self.configuration.get_bool("AuthorizeRemoteTxRequests", True)
+        if connector.status != "Preparing":
+            await self.send_status(connector_id, "Preparing")
+        if authorize:
+            status = await self.authorize(id_tag)
+            if status != "Accepted":
+                log.info("%s: idTag %s %s; no transaction", self.label, id_tag, status)
+                await self.send_status(connector_id, "Available")
+                return False
+        if connector.transaction is not None:  # lost a race with another start
+            return False
+        meter = self.meters[connector_id]
+        self.next_local_tx += 1
+        tx = Transaction(
+            local_id=self.next_local_tx,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start=round(meter.energy_register_wh),
+            start_timestamp=ocpp_timestamp(),
+            reservation_id=reservation_id,
+            start_energy_wh=meter.energy_register_wh,
+        )
+        connector.transaction = tx
+        self.tx_ids[tx.local_id] = None
+        meter.set_active(True)
+        payload: Payload = {
+            "connectorId": connector_id,
+            "idTag": id_tag,
+            "meterStart": tx.meter_start,
+            "timestamp": tx.start_timestamp,
+        }
+        if reservation_id is not None:
+            payload["reservationId"] = reservation_id
+        message = self.enqueue("StartTransaction", payload, tx.local_id)
+        if self.template.begin_end_meter_values:
+            self.enqueue_meter_values(connector_id, tx, "Transaction.Begin")
+        if self.is_online():
+            # Keep StatusNotification(Charging) after StartTransaction on the wire.
+            with trio.move_on_after(self.template.call_timeout + 1):
+                await message.done.wait()
+        if connector.transaction is tx and tx.id_tag_status == "Accepted":
+            await self.send_status(connector_id, "Charging")
+            self.start_meter_loop(connector_id)
+        return True
+
+    async def stop_transaction(self, connector_id: int, reason: str = "Local") -> bool:
+        """Stop the transaction on `connector_id`; False when there is none."""
+        connector = self.connectors.get(connector_id)
+        tx = connector.transaction if connector is not None else None
+        if connector is None or tx is None:
+            return False
+        self.advance_meter(connector_id)
+        meter = self.meters[connector_id]
+        if self.template.begin_end_meter_values:
+            self.enqueue_meter_values(connector_id, tx, "Transaction.End")
+        payload: Payload = {
+            "idTag": tx.id_tag,
+            "meterStop": max(tx.meter_start, round(meter.energy_register_wh)),
+            "timestamp": ocpp_timestamp(),
+            "reason": reason,
+        }
+        if self.template.transaction_data_meter_values and tx.meter_values:
+            payload["transactionData"] = list(tx.meter_values)
+        connector.transaction = None
+        meter.set_active(False)
+        message = self.enqueue("StopTransaction", payload, tx.local_id)
+        self.transaction_ended(connector_id)
+        if self.is_online():
+            # StopTransaction before StatusNotification(Finishing) on the wire.
+            with trio.move_on_after(self.template.call_timeout + 1):
+                await message.done.wait()
+        await self.send_status(connector_id, "Finishing")
+        if connector.pending_availability is not None:
+            connector.availability = connector.pending_availability
+            connector.pending_availability = None
+        await self.send_status(
+            connector_id, "Available" if connector.availability == "Operative" else "Unavailable"
+        )
+        self.persist()
+        return True
+
+    # -- delivery ---------------------------------------------------------------------------
+    def _prepare(self, message: QueuedMessage) -> Payload | None:
+        """The payload to send, with the CSMS transaction id filled in; None to drop it."""
+        if message.action == "StartTransaction":
+            return message.payload
+        transaction_id = self.tx_ids.get(message.local_tx)
+        if transaction_id is None:
+            if message.action == "MeterValues":
+                return message.payload  # transactionId is optional there
+            log.error(
+                "%s: StopTransaction of local transaction %d has no CSMS transaction id "
+                "(its StartTransaction was never accepted); dropped",
+                self.label,
+                message.local_tx,
+            )
+            return None
+        return {**message.payload, "transactionId": transaction_id}
+
+    async def run_sender(self) -> None:
+        """Deliver queued transaction messages in order, with the 1.6 retry rules."""
+        queue = self.queue
+        while True:
+            await queue.wait_nonempty()
+            message = queue.peek()
+            assert message is not None
+            payload = self._prepare(message)
+            if payload is None:
+                self._finish(queue.pop(), None)
+                continue
+            try:
+                result = await self.call(message.action, payload)
+            except (CallTimeout, OcppError) as exc:
+                message.attempts += 1
+                attempts = self.configuration.get_int("TransactionMessageAttempts", 3)
+                if message.attempts >= attempts:
+                    log.error(
+                        "%s: %s given up after %d attempts: %s",
+                        self.label,
+                        message.action,
+                        message.attempts,
+                        exc,
+                    )
+                    self._finish(queue.pop(), None)
+                    continue
+                interval = self.configuration.get_int("TransactionMessageRetryInterval", 60)
+                self.persist()
+                await trio.sleep(interval * message.attempts)
+                continue
+            self._finish(queue.pop(), result)
+
+    def _finish(self, message: QueuedMessage, result: Payload | None) -> None:
+        message.result = result
+        if message.action == "StartTransaction":
+            self._started(message, result)
+        elif message.action == "StopTransaction":
+            self.tx_ids.pop(message.local_tx, None)
+        message.done.set()
+        self.persist()
+
+    def _started(self, message: QueuedMessage, result: Payload | None) -> None:
+        """StartTransaction answered: learn the id; a rejected idTag ends or suspends (1.6 §4.8)."""
+        connector = self.connectors.get(int(message.payload["connectorId"]))
+        tx = connector.transaction if connector is not None else None
+        if tx is not None and tx.local_id != message.local_tx:
+            tx = None
+        if result is None:
+            return
+        transaction_id = int(result["transactionId"])
+        self.tx_ids[message.local_tx] = transaction_id
+        status = str(result["idTagInfo"]["status"])
+        if self.configuration.get_bool("AuthorizationCacheEnabled", True):
+            self.auth_cache[str(message.payload["idTag"])] = result["idTagInfo"]
+        if tx is None or connector is None:
+            return
+        tx.transaction_id = transaction_id
+        tx.id_tag_status = status
+        if status != "Accepted":
+            log.info("%s: transaction %d: idTag %s", self.label, transaction_id, status)
+            if self.configuration.get_bool("StopTransactionOnInvalidId", True):
+                self.spawn(self.stop_transaction, connector.connector_id, "DeAuthorized")
+            else:
+                self.meters[connector.connector_id].set_active(False)
+                self.spawn(self.send_status, connector.connector_id, "SuspendedEVSE")
+
+    def started_at(self, tx: Transaction) -> datetime:
+        """When `tx` started, as a datetime (for Relative charging profiles)."""
+        return parse_timestamp(tx.start_timestamp)
