@@ -131,6 +131,11 @@ async def _run(site: Site, seed: int | None) -> int:
             await nursery.start(simulator.run)
             if simulator.csms_url:
                 print(f"embedded CSMS: {simulator.csms_url}", flush=True)
+            if site.config.ui_server.enabled:
+                from evsim_trio.ui import serve_ui  # quart: imported only when serving
+
+                urls = await nursery.start(serve_ui, simulator, site.config.ui_server)
+                print(f"UI: {urls[0]}/", flush=True)
             print(
                 f"{len(simulator.stations)} stations, seed {simulator.seed}; Ctrl-C to stop",
                 flush=True,
@@ -158,6 +163,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     site = _load(args.config)
     if site is None:
         return EXIT_USAGE
+    if site.config.ui_server.enabled:
+        from evsim_trio.ui import UiConfigError, check_ui_config
+
+        try:
+            check_ui_config(site.config.ui_server)
+        except UiConfigError as exc:
+            _error(f"{site.path}: {exc}")
+            return EXIT_USAGE
     setup_logging(site.config.log, args.log_level)
     code = EXIT_RUNTIME
     try:

@@ -18,8 +18,8 @@ import trio.testing
 import trio_websocket
 
 from evsim_trio._resources import data_dir
-from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.config import StationTemplate, load_template
+from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.station import (
     Connect,
     Station,

@@ -149,6 +149,8 @@ SET_CASES = [
     rule("unit W not allowed", "Rejected", profile(unit="W"), allowed_units=("Current",)),
     rule("unit A not allowed", "Rejected", profile(unit="A"), allowed_units=("Power",)),
     rule("no unit restriction", "Accepted", profile(unit="W"), allowed_units=()),
+    rule("units as a CSL", "Accepted", profile(unit="W"), allowed_units="Current, Power"),
+    rule("units as a CSL without W", "Rejected", profile(unit="W"), allowed_units="Current"),
     rule("periods at the maximum", "Accepted", profile(periods=P24)),
     rule("too many periods", "Rejected", profile(periods=P25)),
     rule("too many for a lower maximum", "Rejected", profile(periods=P24[:3]), max_periods=2),

@@ -1,7 +1,8 @@
-"""Transactions, metering and the Core profile handlers, under MockClock against the embedded CSMS."""
+"""Transactions, metering and Core profile handlers: MockClock, embedded CSMS in memory."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,13 +22,17 @@ Calls = list[tuple[float, str, dict[str, Any]]]
 
 
 @asynccontextmanager
-async def running(station: Station) -> AsyncIterator[Station]:
+async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
+    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(station.run)
         await wait_state(station, StationState.BOOTED)
-        # The boot StatusNotifications are out once the heartbeat loop runs.
-        while station._heartbeat_scope is None:
-            await trio.sleep(0.001)
+        await csms.wait_until(
+            lambda: (
+                csms.stations[station.station_id].received["StatusNotification"]
+                >= len(station.connectors)
+            )
+        )
         yield station
         station.stop()
 
@@ -56,7 +61,7 @@ async def test_local_transaction_authorizes_meters_and_stops(
     calls = record_calls(csms)
     station = station_for(network)
     with trio.fail_after(10 * HOUR):
-        async with running(station):
+        async with running(station, csms):
             assert await station.start_transaction(1, "TAG-1")
             connector = station.connectors[1]
             assert connector.status == "Charging"
@@ -69,8 +74,10 @@ async def test_local_transaction_authorizes_meters_and_stops(
                 lambda: csms.stations[station.station_id].received["StopTransaction"] == 1
             )
             assert connector.status == "Available"
-    sequence = actions(calls, "Authorize", "StartTransaction", "StopTransaction", "StatusNotification")
-    # After the boot statuses: Preparing, Authorize, StartTransaction, Charging, ..., Stop, Finishing, Available.
+    sequence = actions(
+        calls, "Authorize", "StartTransaction", "StopTransaction", "StatusNotification"
+    )
+    # After the boot statuses: Preparing, Authorize, Start, Charging, Stop, Finishing, Available.
     tail = sequence[len(station.connectors) :]
     assert tail == [
         "StatusNotification",
@@ -81,7 +88,8 @@ async def test_local_transaction_authorizes_meters_and_stops(
         "StatusNotification",
         "StatusNotification",
     ]
-    statuses = [p["status"] for _, a, p in calls if a == "StatusNotification"][len(station.connectors) :]
+    statuses = [p["status"] for _, a, p in calls if a == "StatusNotification"]
+    statuses = statuses[len(station.connectors) :]
     assert statuses == ["Preparing", "Charging", "Finishing", "Available"]
     samples = [p for _, a, p in calls if a == "MeterValues"]
     assert len(samples) == 10  # every 60 s for 630 s
@@ -110,7 +118,7 @@ async def test_rejected_id_tag_starts_nothing(
     calls = record_calls(csms)
     station = station_for(network)
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             assert not await station.start_transaction(1, "BAD-TAG")
             assert station.connectors[1].transaction is None
             assert station.connectors[1].status == "Available"
@@ -131,7 +139,7 @@ async def test_start_transaction_answered_invalid_is_stopped_deauthorized(
     calls = record_calls(csms)
     station = station_for(network)
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             # Authorize accepts it (LocalPreAuthorize off), StartTransaction says Blocked.
             await station.start_transaction(1, "TAG-1")
             await csms.wait_until(
@@ -150,12 +158,14 @@ async def test_remote_start_and_remote_stop(
     station = station_for(network)
     sid = station.station_id
     with trio.fail_after(HOUR):
-        async with running(station):
-            answer = await csms.call(sid, "RemoteStartTransaction", {"connectorId": 2, "idTag": "TAG-2"})
+        async with running(station, csms):
+            start = {"connectorId": 2, "idTag": "TAG-2"}
+            answer = await csms.call(sid, "RemoteStartTransaction", start)
             assert answer == {"status": "Accepted"}
             await station.connectors[2].wait_status("Charging")
             tx = station.connectors[2].transaction
-            assert tx is not None and tx.transaction_id is not None
+            assert tx is not None
+            assert tx.transaction_id is not None
             assert await csms.call(sid, "RemoteStopTransaction", {"transactionId": 999999}) == {
                 "status": "Rejected"
             }
@@ -180,7 +190,7 @@ async def test_unlock_connector_stops_the_transaction(
     station = station_for(network)
     sid = station.station_id
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             await station.start_transaction(1, "TAG-1")
             assert await csms.call(sid, "UnlockConnector", {"connectorId": 1}) == {
                 "status": "Unlocked"
@@ -207,7 +217,7 @@ async def test_reset_stops_transactions_and_boots_again_after_reset_time(
     station = station_for(network, reset_time=45)
     sid = station.station_id
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             await station.start_transaction(1, "TAG-1")
             assert await csms.call(sid, "Reset", {"type": kind}) == {"status": "Accepted"}
             await csms.wait_until(lambda: csms.stations[sid].boot_count == 2)
@@ -226,27 +236,31 @@ async def test_change_availability_accepted_or_scheduled(
     station = station_for(network)
     sid = station.station_id
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             await station.start_transaction(1, "TAG-1")
-            answer = await csms.call(sid, "ChangeAvailability", {"connectorId": 2, "type": "Inoperative"})
+            answer = await csms.call(
+                sid, "ChangeAvailability", {"connectorId": 2, "type": "Inoperative"}
+            )
             assert answer == {"status": "Accepted"}
             await station.connectors[2].wait_status("Unavailable")
-            answer = await csms.call(sid, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"})
+            answer = await csms.call(
+                sid, "ChangeAvailability", {"connectorId": 1, "type": "Inoperative"}
+            )
             assert answer == {"status": "Scheduled"}
             assert station.connectors[1].status == "Charging"
             await station.stop_transaction(1)
             assert station.connectors[1].status == "Unavailable"
             assert not await station.start_transaction(1, "TAG-1")
-            answer = await csms.call(sid, "ChangeAvailability", {"connectorId": 0, "type": "Operative"})
+            answer = await csms.call(
+                sid, "ChangeAvailability", {"connectorId": 0, "type": "Operative"}
+            )
             assert answer == {"status": "Accepted"}
             await station.connectors[1].wait_status("Available")
             await station.connectors[2].wait_status("Available")
             assert (
                 await csms.call(sid, "ChangeAvailability", {"connectorId": 5, "type": "Operative"})
             )["status"] == "Rejected"
-            await csms.wait_until(
-                lambda: csms.stations[sid].connector_status.get(1) == "Available"
-            )
+            await csms.wait_until(lambda: csms.stations[sid].connector_status.get(1) == "Available")
 
 
 @pytest.mark.parametrize(
@@ -269,7 +283,7 @@ async def test_trigger_message_sends_the_requested_message(
     station = station_for(network)
     sid = station.station_id
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             await trio.sleep(1)
             before = csms.stations[sid].received[requested]
             payload: dict[str, Any] = {"requestedMessage": requested}
@@ -344,14 +358,14 @@ async def test_transaction_messages_are_retried_after_callerror(
     station = station_for(network)
     station.configuration.set("TransactionMessageRetryInterval", "20")
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             await station.start_transaction(1, "TAG-1")
             await station.stop_transaction(1)
             await csms.wait_until(lambda: len(attempts) == 3)
             await trio.sleep(1)
             assert len(station.queue) == 0
     # Waits of RetryInterval x attempts so far: 20 s, then 40 s.
-    assert [b - a for a, b in zip(attempts, attempts[1:], strict=False)] == pytest.approx([20, 40], abs=0.01)
+    assert [b - a for a, b in itertools.pairwise(attempts)] == pytest.approx([20, 40], abs=0.01)
 
 
 async def test_station_state_survives_a_restart(
@@ -363,9 +377,11 @@ async def test_station_state_survives_a_restart(
     path = tmp_path / "station.toml"
     station = make_station(shipped_template(), network.connect(), state_path=path)
     with trio.fail_after(HOUR):
-        async with running(station):
+        async with running(station, csms):
             answer = await csms.call(
-                station.station_id, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"}
+                station.station_id,
+                "ChangeConfiguration",
+                {"key": "MeterValueSampleInterval", "value": "30"},
             )
             assert answer == {"status": "Accepted"}
             await station.start_transaction(1, "TAG-1")
@@ -375,10 +391,11 @@ async def test_station_state_survives_a_restart(
     again = make_station(shipped_template(), network.connect(), state_path=path, state=state)
     assert again.configuration.get("MeterValueSampleInterval") == "30"
     tx = again.connectors[1].transaction
-    assert tx is not None and tx.transaction_id is not None
+    assert tx is not None
+    assert tx.transaction_id is not None
     assert again.meters[1].energy_register_wh >= station.meters[1].energy_register_wh - 1
     with trio.fail_after(HOUR):
-        async with running(again):
+        async with running(again, csms):
             assert again.connectors[1].status == "Charging"
             await again.stop_transaction(1)
             await csms.wait_until(

@@ -114,12 +114,12 @@ def one_or_many(item: Hook, noun: str) -> Hook:
 
 def int_or_ints(value: Any, cl: Any) -> int | tuple[int, ...]:
     """An integer or an array of integers."""
-    return _int_or_ints(value, cl)  # type: ignore[no-any-return]
+    return typing.cast("int | tuple[int, ...]", _int_or_ints(value, cl))
 
 
 def number_or_numbers(value: Any, cl: Any) -> float | tuple[float, ...]:
     """A number or an array of numbers."""
-    return _number_or_numbers(value, cl)  # type: ignore[no-any-return]
+    return typing.cast("float | tuple[float, ...]", _number_or_numbers(value, cl))
 
 
 _int_or_ints = one_or_many(_int, "an integer")

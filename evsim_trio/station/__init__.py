@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from evsim_trio.station import (
+    _h_config,  # noqa: F401  (registers the configuration handlers)
+    _h_core,  # noqa: F401  (registers the core handlers)
+)
 from evsim_trio.station._backoff import reconnect_delay
+from evsim_trio.station._clock import ocpp_timestamp, utc_now
+from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._identity import (
     StationIdentity,
     hash_id,
@@ -20,12 +26,8 @@ from evsim_trio.station._link import (
     default_connect,
 )
 from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
-from evsim_trio.station._persistence import load_state, save_state, state_path
-from evsim_trio.station import _h_core  # noqa: F401  (registers the core handlers)
-from evsim_trio.station import _h_config  # noqa: F401  (registers the configuration handlers)
-from evsim_trio.station._clock import ocpp_timestamp, utc_now
-from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._online import RegistrationFailed, StationState, WsState
+from evsim_trio.station._persistence import load_state, save_state, state_path
 from evsim_trio.station._station import Station, StationSpec, StationStatistics
 
 __all__ = [

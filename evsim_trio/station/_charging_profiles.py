@@ -101,7 +101,8 @@ class ProfileStore:
 
         `transaction_id` is the transaction running on the connector (None: none);
         the limits are the configuration keys ChargeProfileMaxStackLevel,
-        ChargingScheduleAllowedChargingRateUnit (its CSL items; empty allows both units),
+        ChargingScheduleAllowedChargingRateUnit (its CSL, or its items: Current, Power;
+        empty allows both units),
         ChargingScheduleMaxPeriods and MaxChargingProfilesInstalled. A profile with the same
         chargingProfileId, or with the same purpose and stackLevel on the same connector,
         is replaced.
@@ -162,7 +163,8 @@ class ProfileStore:
                 f"stackLevel {profile.stack_level} above ChargeProfileMaxStackLevel "
                 f"({max_stack_level})"
             )
-        units = {_UNIT_NAMES.get(item.strip(), "?") for item in allowed_units if item.strip()}
+        items = allowed_units.split(",") if isinstance(allowed_units, str) else allowed_units
+        units = {_UNIT_NAMES.get(item.strip(), "?") for item in items if item.strip()}
         if units and profile.unit not in units:
             raise ProfileError(f"chargingRateUnit {profile.unit} not allowed")
         if len(profile.periods) > max_periods:

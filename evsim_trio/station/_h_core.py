@@ -23,7 +23,9 @@ async def remote_start(station: Station, call: Call) -> Payload:
     payload = call.payload
     connector_id = payload.get("connectorId")
     if connector_id is None:
-        free = [c.connector_id for c in station.connectors.values() if c.connector_id and c.can_start()]
+        free = [
+            c.connector_id for c in station.connectors.values() if c.connector_id and c.can_start()
+        ]
         if not free:
             return {"status": "Rejected"}
         connector_id = free[0]
@@ -180,6 +182,7 @@ async def get_composite_schedule(station: Station, call: Call) -> Payload:
         voltage=voltage,
         phases=phases,
         dc=dc,
+        max_power_w=_connector_cap(station, connector_id),
     )
     if schedule is None:
         return {"status": "Rejected"}
@@ -189,3 +192,14 @@ async def get_composite_schedule(station: Station, call: Call) -> Payload:
         "scheduleStart": format_timestamp(start),
         "chargingSchedule": schedule,
     }
+
+
+def _connector_cap(station: Station, connector_id: int) -> float | None:
+    """The most a connector (or, for 0, the station) can deliver, in W."""
+    if connector_id == 0:
+        meters = list(station.meters.values())
+        return meters[0].station_max_power_w() if meters else None
+    share = 1
+    if station.template.power_shared_by_connectors:
+        share = max(1, sum(1 for c in station.connectors.values() if c.transaction is not None))
+    return station.meters[connector_id].connector_max_power_w(share)

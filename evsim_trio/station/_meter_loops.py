@@ -171,13 +171,15 @@ class MeterLoopsMixin:
         reading = self._reading(connector_id, "MeterValuesSampledData", "Trigger")
         if reading is None:
             return None
-        return await self.call("MeterValues", {"connectorId": connector_id, "meterValue": [reading]})
+        return await self.call(
+            "MeterValues", {"connectorId": connector_id, "meterValue": [reading]}
+        )
 
     # -- clock-aligned data (1.6 §3.16.2) ----------------------------------------------------------
     async def run_clock_aligned(
         self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Every ClockAlignedDataInterval seconds, aligned to midnight UTC: MeterValuesAlignedData."""
+        """Every ClockAlignedDataInterval s, aligned to midnight UTC: MeterValuesAlignedData."""
         with trio.CancelScope() as scope:
             task_status.started(scope)
             while True:
@@ -196,7 +198,9 @@ class MeterLoopsMixin:
                         self.advance_meter(connector_id)
                         self.enqueue_meter_values(connector_id, tx, "Sample.Clock")
                     elif self.is_online():
-                        reading = self._reading(connector_id, "MeterValuesAlignedData", "Sample.Clock")
+                        reading = self._reading(
+                            connector_id, "MeterValuesAlignedData", "Sample.Clock"
+                        )
                         if reading is not None:
                             self.spawn(self._send_untracked, connector_id, reading)
 

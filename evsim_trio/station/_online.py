@@ -1,4 +1,4 @@
-"""The link's life: connect with backoff, boot, heartbeat, pings, queue sender (OCPP 1.6 §4.2, §4.6).
+"""The link's life: connect with backoff, boot, heartbeat, pings, queue sender (1.6 §4.2, §4.6).
 
 A mixin of `Station`: the attributes annotated below are the station's.
 """
@@ -88,6 +88,7 @@ class OnlineMixin:
     _boot_count: int
     _accepted_at: float | None
     _heartbeat_scope: trio.CancelScope | None
+    _ping_scope: trio.CancelScope | None
     _online_nursery: trio.Nursery | None
     _want_open: bool
     _want_changed: trio.Event
@@ -294,7 +295,7 @@ class OnlineMixin:
             if first or connector.status != connector.notified_status:
                 await self.send_status(connector.connector_id, connector.status)
         self._heartbeat_scope = await nursery.start(self._run_heartbeat)
-        nursery.start_soon(self._run_ping)
+        self._ping_scope = await nursery.start(self._run_ping)
         nursery.start_soon(self.run_sender)
         self.on_accepted()
 
@@ -323,17 +324,21 @@ class OnlineMixin:
             self._heartbeat_scope.cancel()
         self._heartbeat_scope = await nursery.start(self._run_heartbeat)
 
-    async def _run_ping(self) -> None:
+    async def _run_ping(
+        self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """WebSocket ping every WebSocketPingInterval seconds; no pong in time closes the link."""
-        interval = self.configuration.get_int("WebSocketPingInterval", 0)
-        connection = self._connection
-        if interval <= 0 or connection is None:
-            return
-        while True:
-            await trio.sleep(interval)
-            with trio.move_on_after(interval) as scope:
-                await connection.ws.ping()
-            if scope.cancelled_caught:
-                log.warning("%s: no pong within %d s; closing", self.label, interval)
-                await connection.ws.aclose(1011, "no pong")
+        with trio.CancelScope() as outer:
+            task_status.started(outer)
+            interval = self.configuration.get_int("WebSocketPingInterval", 0)
+            connection = self._connection
+            if interval <= 0 or connection is None:
                 return
+            while True:
+                await trio.sleep(interval)
+                with trio.move_on_after(interval) as scope:
+                    await connection.ws.ping()
+                if scope.cancelled_caught:
+                    log.warning("%s: no pong within %d s; closing", self.label, interval)
+                    await connection.ws.aclose(1011, "no pong")
+                    return

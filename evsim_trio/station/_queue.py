@@ -84,7 +84,9 @@ class MessageQueue:
                     self._items.remove(item)
                     item.done.set()
                     self.dropped += 1
-                    log.warning("queue full: dropped a MeterValues of transaction %d", item.local_tx)
+                    log.warning(
+                        "queue full: dropped a MeterValues of transaction %d", item.local_tx
+                    )
                     break
         self._nonempty.set()
 

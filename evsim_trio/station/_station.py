@@ -23,8 +23,10 @@ from evsim_trio.station._atg import AtgConnectorStatus, AtgController
 from evsim_trio.station._charging_profiles import ProfileStore
 from evsim_trio.station._clock import ocpp_timestamp
 from evsim_trio.station._connector import Connector
+from evsim_trio.station._electrical import pick_station_power_w
 from evsim_trio.station._handlers import REGISTRY
 from evsim_trio.station._identity import StationIdentity, station_rng
+from evsim_trio.station._keys import implemented_profiles
 from evsim_trio.station._link import (
     CallTimeout,
     Connect,
@@ -37,7 +39,6 @@ from evsim_trio.station._link import (
 )
 from evsim_trio.station._meter_loops import MeterLoopsMixin
 from evsim_trio.station._metering import MeterModel
-from evsim_trio.station._keys import implemented_profiles
 from evsim_trio.station._ocpp_config import OcppConfiguration
 from evsim_trio.station._online import OnlineMixin, StationState, WsState
 from evsim_trio.station._queue import MessageQueue
@@ -107,8 +108,16 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         )
         self.configuration.on_change = self._configuration_changed
         self.connectors = self._build_connectors()
+        # One station power for all connectors, drawn from the station's own stream.
+        station_power_w = pick_station_power_w(template, self.rng)
         self.meters = {
-            cid: MeterModel(template, template.connectors.get(cid), station_rng(spec.seed, f"{self.station_id}/m{cid}"))
+            cid: MeterModel(
+                template,
+                template.connectors.get(cid),
+                station_rng(spec.seed, f"{self.station_id}/meter{cid}"),
+                station_power_w=station_power_w,
+                number_of_connectors=len(spec.connector_ids),
+            )
             for cid in self.connectors
             if cid > 0
         }
@@ -149,6 +158,8 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         self._state_changed = trio.Event()
         self._dirty = trio.Event()
         self._atg_autostart = True
+        self._ping_scope: trio.CancelScope | None = None
+        self._aligned_scope: trio.CancelScope | None = None
         if spec.state:
             self.restore(spec.state)
 
@@ -236,8 +247,24 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         """Apply a ChangeConfiguration the station Accepted, at once (OCPP 1.6 §5.3)."""
         if key == "HeartbeatInterval" and self._online_nursery is not None:
             self._online_nursery.start_soon(self.restart_heartbeat)
+        elif key == "WebSocketPingInterval" and self._online_nursery is not None:
+            if self._ping_scope is not None:
+                self._ping_scope.cancel()
+            self._online_nursery.start_soon(self._start_ping)
         elif key == "MeterValueSampleInterval" and self._nursery is not None:
             self.restart_meter_loops()
+        elif key == "ClockAlignedDataInterval" and self._nursery is not None:
+            if self._aligned_scope is not None:
+                self._aligned_scope.cancel()
+            self._nursery.start_soon(self._start_aligned)
+
+    async def _start_ping(self) -> None:
+        assert self._online_nursery is not None
+        self._ping_scope = await self._online_nursery.start(self._run_ping)
+
+    async def _start_aligned(self) -> None:
+        assert self._nursery is not None
+        self._aligned_scope = await self._nursery.start(self.run_clock_aligned)
 
     def limits_changed(self) -> None:
         """A power limit changed: integrate energy up to now under the old limit."""
@@ -267,7 +294,7 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
                     nursery.start_soon(self._watch_life_end, nursery.cancel_scope)
                     nursery.start_soon(self.run_persistence)
                     self.resume_transactions()
-                    await nursery.start(self.run_clock_aligned)
+                    self._aligned_scope = await nursery.start(self.run_clock_aligned)
                     await nursery.start(self.atg.run)
                     self._atg_autostart = True
                     await self._run_link()
@@ -275,7 +302,9 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
                 self._nursery = None
                 if self._reboot is None or self._stop_requested:
                     break
-                log.info("%s: %s reset: back in %d s", self.label, self._reboot, self.template.reset_time)
+                log.info(
+                    "%s: %s reset: back in %d s", self.label, self._reboot, self.template.reset_time
+                )
                 self.registration = None
                 self.boot_response = None
                 self.state = StationState.CONNECTING
@@ -398,7 +427,9 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
                 for cid in ids:
                     await self.send_meter_values_now(cid)
             elif requested == "DiagnosticsStatusNotification":
-                await self.call("DiagnosticsStatusNotification", {"status": self.diagnostics_status})
+                await self.call(
+                    "DiagnosticsStatusNotification", {"status": self.diagnostics_status}
+                )
             elif requested == "FirmwareStatusNotification":
                 await self.call("FirmwareStatusNotification", {"status": self.firmware_status})
         except (CallTimeout, OcppError, LinkError) as exc:
@@ -419,7 +450,9 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
                 now=utc_now(),
                 transaction_id=tx.transaction_id,
                 max_stack_level=self.configuration.get_int("ChargeProfileMaxStackLevel", 8),
-                allowed_units=tuple(self.configuration.get_csl("ChargingScheduleAllowedChargingRateUnit")),
+                allowed_units=tuple(
+                    self.configuration.get_csl("ChargingScheduleAllowedChargingRateUnit")
+                ),
                 max_periods=self.configuration.get_int("ChargingScheduleMaxPeriods", 24),
                 max_installed=self.configuration.get_int("MaxChargingProfilesInstalled", 16),
             )

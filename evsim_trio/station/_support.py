@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from evsim_trio.ocpp import v16
 import evsim_trio.station  # noqa: F401  (imports every handler module)
+from evsim_trio.ocpp import v16
 from evsim_trio.station._handlers import REGISTRY
 
 # OCPP 1.6 §3.2 feature profiles, and the Security Whitepaper's additions.

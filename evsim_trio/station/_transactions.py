@@ -1,4 +1,4 @@
-"""Authorization, transactions and the delivery of transaction messages (OCPP 1.6 §4.1, §4.8, §4.10).
+"""Authorization, transactions, delivery of transaction messages (1.6 §4.1, §4.8, §4.10).
 
 A mixin of `Station`: the attributes annotated below are the station's.
 """
@@ -139,13 +139,14 @@ class TransactionsMixin:
             local_id=self.next_local_tx,
             connector_id=connector_id,
             id_tag=id_tag,
-            meter_start=round(meter.energy_register_wh),
+            meter_start=meter.meter_reading_wh(),
             start_timestamp=ocpp_timestamp(),
             reservation_id=reservation_id,
             start_energy_wh=meter.energy_register_wh,
         )
         connector.transaction = tx
         self.tx_ids[tx.local_id] = None
+        meter.plug_in()  # a new EV (its own SoC)
         meter.set_active(True)
         payload: Payload = {
             "connectorId": connector_id,
@@ -179,7 +180,7 @@ class TransactionsMixin:
             self.enqueue_meter_values(connector_id, tx, "Transaction.End")
         payload: Payload = {
             "idTag": tx.id_tag,
-            "meterStop": max(tx.meter_start, round(meter.energy_register_wh)),
+            "meterStop": max(tx.meter_start, meter.meter_reading_wh()),
             "timestamp": ocpp_timestamp(),
             "reason": reason,
         }

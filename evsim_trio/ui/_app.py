@@ -211,7 +211,7 @@ def create_app(simulator: Simulator, config: UiServerSection) -> QuartTrio:
             server.stats.auth_failures += 1
             return _unauthorized()
         await websocket.accept(subprotocol=SUBPROTOCOL)
-        await server.serve_websocket(websocket._get_current_object())
+        await server.serve_websocket(websocket)
         return None
 
     @app.post(f"/ui/{PROTOCOL_VERSION}/<procedure>")

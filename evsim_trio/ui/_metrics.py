@@ -115,8 +115,8 @@ class FleetCollector:
             totals["queue_dropped"] += station.queue.dropped
             sent.update(_counter_map(getattr(stats, "sent_by_action", None)))
             received.update(_counter_map(getattr(stats, "received_by_action", None)))
-            for action, histogram in _counter_map(getattr(stats, "latency", None)).items():
-                shaped = _histogram_buckets(histogram)
+            for action, observed in _counter_map(getattr(stats, "latency", None)).items():
+                shaped = _histogram_buckets(observed)
                 if shaped is None:
                     continue
                 buckets, total = shaped
@@ -128,22 +128,22 @@ class FleetCollector:
                     values = [a + b for a, (_, b) in zip(known[0], buckets, strict=True)]
                     latency[action] = (values, known[1] + total)
 
-        family = GaugeMetricFamily("evsim_stations", "Stations by life state", labels=["state"])
+        gauge = GaugeMetricFamily("evsim_stations", "Stations by life state", labels=["state"])
         for state in StationState:
-            family.add_metric([state.value], states[state])
-        yield family
-        family = GaugeMetricFamily(
+            gauge.add_metric([state.value], states[state])
+        yield gauge
+        gauge = GaugeMetricFamily(
             "evsim_station_websockets", "Station WebSockets by state", labels=["ws_state"]
         )
         for ws_state in WsState:
-            family.add_metric([ws_state.name.lower()], ws_states[ws_state])
-        yield family
-        family = GaugeMetricFamily(
+            gauge.add_metric([ws_state.name.lower()], ws_states[ws_state])
+        yield gauge
+        gauge = GaugeMetricFamily(
             "evsim_connectors", "Connectors (ids > 0) by OCPP status", labels=["status"]
         )
         for status in sorted(set(CONNECTOR_STATUSES) | set(statuses)):
-            family.add_metric([status], statuses[status])
-        yield family
+            gauge.add_metric([status], statuses[status])
+        yield gauge
         yield GaugeMetricFamily(
             "evsim_transactions_active", "Transactions running now", value=active
         )
@@ -176,20 +176,20 @@ class FleetCollector:
             "Transaction messages waiting in the offline queues",
             value=totals["queue_depth"],
         )
-        family = CounterMetricFamily(
+        counter = CounterMetricFamily(
             "evsim_messages_sent", "OCPP CALLs sent by stations, by action", labels=["action"]
         )
         for action, count in sorted(sent.items()):
-            family.add_metric([action], count)
-        yield family
-        family = CounterMetricFamily(
+            counter.add_metric([action], count)
+        yield counter
+        counter = CounterMetricFamily(
             "evsim_messages_received",
             "OCPP CALLs received by stations from the CSMS, by action",
             labels=["action"],
         )
         for action, count in sorted(received.items()):
-            family.add_metric([action], count)
-        yield family
+            counter.add_metric([action], count)
+        yield counter
         histogram = HistogramMetricFamily(
             "evsim_csms_response_seconds",
             "Time from a station's CALL to the CSMS answer, by action",
