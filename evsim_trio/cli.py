@@ -150,7 +150,9 @@ async def _run(site: Site, seed: int | None) -> int:
     summary = (
         f"stopped after {time.monotonic() - started:.1f} s: {counts.total} stations, "
         f"{counts.calls_sent} calls sent ({counts.call_errors} errors, "
-        f"{counts.call_timeouts} timeouts), {counts.reconnects} reconnects"
+        f"{counts.call_timeouts} timeouts), {counts.reconnects} reconnects, "
+        f"{counts.transactions_started} sessions started, {counts.transactions_stopped} stopped, "
+        f"{counts.energy_wh / 1000:.2f} kWh delivered"
     )
     if simulator.csms is not None:
         received = sum(simulator.csms.received.values())

@@ -5,11 +5,13 @@ Usage::
     async with open_ocpp_lib_csms("--heartbeat-interval", "10") as csms:
         ...  # point stations at f"{csms.url}/ocpp/<station id>"
         await csms.wait_until(lambda: csms.stations() == {"CS-1"})
+        result = await csms.call("CS-1", "GetConfiguration", {})  # a CSMS-initiated CALL
         csms.assert_no_violations()
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -23,6 +25,23 @@ import trio
 SCRIPT = Path(__file__).resolve().parent / "peers" / "ocpp_lib_csms.py"
 STARTUP_TIMEOUT = 20.0
 TERMINATE_GRACE = 5.0
+CALL_TIMEOUT = 10.0
+
+
+class CallFailed(Exception):
+    """A call sent with `OcppLibCsms.call` got no valid CALLRESULT.
+
+    ``event`` is the peer's ``call_error`` line: ``error_code`` is the station's CALLERROR
+    code, or None when there was no CALLERROR (no answer, connection closed, invalid result).
+    """
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self.event = event
+        self.error_code: str | None = event.get("error_code")
+        super().__init__(
+            f"{event.get('action')} to {event.get('station')} failed: "
+            f"{self.error_code}: {event.get('description')}"
+        )
 
 
 class PeerError(Exception):
@@ -43,8 +62,9 @@ class OcppLibCsms:
         self.messages: list[dict[str, Any]] = []  # CALLs received from stations
         self.responses: list[dict[str, Any]] = []  # CALLRESULTs the CSMS sent
         self.violations: list[dict[str, Any]] = []
-        self.call_results: list[dict[str, Any]] = []  # answers to --trigger calls
+        self.call_results: list[dict[str, Any]] = []  # outcomes of CSMS-initiated calls
         self.call_errors: list[dict[str, Any]] = []
+        self.control_errors: list[dict[str, Any]] = []  # control commands the peer refused
         self.unparsed: list[bytes] = []  # stdout lines that were not JSON objects
         self.eof = False
         self._changed = trio.Event()
@@ -54,7 +74,11 @@ class OcppLibCsms:
             "violation": self.violations,
             "call_result": self.call_results,
             "call_error": self.call_errors,
+            "control_error": self.control_errors,
         }
+        self._refs = itertools.count(1)
+        self._outcomes: dict[str, dict[str, Any]] = {}  # control ref -> its outcome line
+        self._send_lock = trio.Lock()
 
     @property
     def url(self) -> str:
@@ -104,6 +128,38 @@ class OcppLibCsms:
                 )
             await changed.wait()
 
+    async def send_command(self, command: dict[str, Any]) -> None:
+        """Write one control command (a JSON line) to the peer's standard input."""
+        stdin = self.process.stdin
+        if stdin is None:
+            raise PeerError("the ocpp-library CSMS has no control channel")
+        async with self._send_lock:
+            try:
+                await stdin.send_all(json.dumps(command).encode() + b"\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise PeerError("the ocpp-library CSMS control channel is closed") from exc
+
+    async def call(self, station: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CSMS-initiated CALL to a connected station; return its CALLRESULT payload.
+
+        Raises CallFailed on a CALLERROR (or no valid answer), PeerError if the peer refused
+        the command (invalid request, station not connected), trio.TooSlowError when no
+        outcome arrived within CALL_TIMEOUT (10 s; put a shorter deadline around it if needed).
+        """
+        ref = f"call-{next(self._refs)}"
+        with trio.fail_after(CALL_TIMEOUT):
+            await self.send_command(
+                {"op": "call", "station": station, "action": action, "payload": payload, "ref": ref}
+            )
+            await self.wait_until(lambda: ref in self._outcomes)
+        outcome = self._outcomes.pop(ref)
+        if outcome["event"] == "call_result":
+            result: dict[str, Any] = outcome["payload"]
+            return result
+        if outcome["event"] == "call_error":
+            raise CallFailed(outcome)
+        raise PeerError(f"the ocpp-library CSMS refused {action}: {outcome.get('detail')}")
+
     def _dispatch(self, line: bytes) -> None:
         try:
             event = json.loads(line)
@@ -118,6 +174,9 @@ class OcppLibCsms:
             self.port = int(event["port"])
         elif kind in self._by_event:
             self._by_event[kind].append(event)
+        ref = event.get("ref")
+        if isinstance(ref, str) and kind in ("call_result", "call_error", "control_error"):
+            self._outcomes[ref] = event
 
     def _notify(self) -> None:
         self._changed.set()
@@ -149,6 +208,8 @@ class OcppLibCsms:
     async def _terminate(self) -> None:
         """SIGTERM, then SIGKILL after TERMINATE_GRACE seconds; shielded from cancellation."""
         with trio.CancelScope(shield=True):
+            if self.process.stdin is not None:
+                await self.process.stdin.aclose()  # end of the control channel
             if self.process.returncode is None:
                 self.process.terminate()
                 with trio.move_on_after(TERMINATE_GRACE):
@@ -177,10 +238,11 @@ async def open_ocpp_lib_csms(*args: str) -> AsyncIterator[OcppLibCsms]:
     Waits (at most 20 s) for it to listen. On exit the process gets SIGTERM, then SIGKILL
     after 5 s; if the block itself succeeded, a non-zero exit status or stray output raises
     PeerError. Violations do not: assert on ``.violations`` (or ``assert_no_violations``).
+    The peer's standard input is its control channel (`OcppLibCsms.call`).
     """
     process = await trio.lowlevel.open_process(
         [sys.executable, str(SCRIPT), *args],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     peer = OcppLibCsms(process)

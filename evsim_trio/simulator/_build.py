@@ -75,7 +75,11 @@ def _identity(
     )
     path = state_path(state_dir, hid)
     state = load_state(path)
-    info = (state or {}).get("station_info", {}) if template.station_info_persistent_configuration else {}
+    info = (
+        (state or {}).get("station_info", {})
+        if template.station_info_persistent_configuration
+        else {}
+    )
     cp_serial = info.get("charge_point_serial_number")
     cb_serial = info.get("charge_box_serial_number")
     if not isinstance(cp_serial, str) or not isinstance(cb_serial, str):

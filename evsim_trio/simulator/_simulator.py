@@ -35,6 +35,10 @@ class FleetCounts:
     call_errors: int
     call_timeouts: int
     reconnects: int
+    transactions_started: int = 0
+    transactions_stopped: int = 0
+    energy_wh: float = 0.0
+    queued: int = 0
 
     def line(self) -> str:
         """The one-line live status."""
@@ -42,7 +46,8 @@ class FleetCounts:
             f"stations {self.total}: {self.connecting} connecting, {self.booted} booted, "
             f"{self.failed} failed, {self.stopped} stopped | calls {self.calls_sent} "
             f"(errors {self.call_errors}, timeouts {self.call_timeouts}) | "
-            f"reconnects {self.reconnects}"
+            f"sessions {self.transactions_started} | {self.energy_wh / 1000:.1f} kWh | "
+            f"reconnects {self.reconnects} | queued {self.queued}"
         )
 
 
@@ -143,7 +148,8 @@ class Simulator:
     def counts(self) -> FleetCounts:
         """Stations by state and fleet-wide link counters."""
         states: Counter[StationState] = Counter()
-        calls = errors = timeouts = reconnects = 0
+        calls = errors = timeouts = reconnects = started = stopped = queued = 0
+        energy = 0.0
         for station in self.stations:
             states[station.state] += 1
             stats = station.stats
@@ -151,6 +157,10 @@ class Simulator:
             errors += stats.call_errors
             timeouts += stats.call_timeouts
             reconnects += max(0, stats.connects - 1)
+            started += stats.transactions_started
+            stopped += stats.transactions_stopped
+            queued += len(station.queue)
+            energy += station.energy_delivered_wh()
         return FleetCounts(
             total=len(self.stations),
             connecting=states[StationState.CONNECTING],
@@ -161,6 +171,10 @@ class Simulator:
             call_errors=errors,
             call_timeouts=timeouts,
             reconnects=reconnects,
+            transactions_started=started,
+            transactions_stopped=stopped,
+            energy_wh=energy,
+            queued=queued,
         )
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from evsim_trio.station import (
     _h_config,  # noqa: F401  (registers the configuration handlers)
     _h_core,  # noqa: F401  (registers the core handlers)
+    _h_diagnostics,  # noqa: F401  (registers GetDiagnostics)
 )
 from evsim_trio.station._backoff import reconnect_delay
 from evsim_trio.station._clock import ocpp_timestamp, utc_now

@@ -79,6 +79,8 @@ class StationStatistics:
     connects: int = 0
     connect_failures: int = 0
     boot_attempts: int = 0
+    transactions_started: int = 0
+    transactions_stopped: int = 0
 
 
 class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
@@ -122,6 +124,8 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
             if cid > 0
         }
         self.profiles = ProfileStore()
+        # Energy delivered by this station since it was built (restored registers excluded).
+        self._energy_baseline = 0.0
         self.queue = MessageQueue()
         self.atg = AtgController(
             self, template.automatic_transaction_generator, [c for c in self.connectors if c > 0]
@@ -162,6 +166,7 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         self._aligned_scope: trio.CancelScope | None = None
         if spec.state:
             self.restore(spec.state)
+        self._energy_baseline = sum(m.energy_register_wh for m in self.meters.values())
 
     def _build_connectors(self) -> dict[int, Connector]:
         templates = self.template.connectors
@@ -188,6 +193,10 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         if self._nursery is None:
             raise NotConnected(f"{self.label}: station is not running")
         self._nursery.start_soon(fn, *args)
+
+    def energy_delivered_wh(self) -> float:
+        """Energy metered on all connectors since this station was built (this run)."""
+        return sum(m.energy_register_wh for m in self.meters.values()) - self._energy_baseline
 
     def is_accepted(self) -> bool:
         """Registered (BootNotification Accepted) in this life of the station."""

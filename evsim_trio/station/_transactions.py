@@ -40,6 +40,7 @@ class TransactionsMixin:
     tx_ids: dict[int, int | None]
     next_local_tx: int
     auth_cache: dict[str, dict[str, Any]]
+    stats: Any
 
     call: Callable[[str, Payload], Awaitable[Payload]]
     send_status: Callable[..., Awaitable[None]]
@@ -145,6 +146,7 @@ class TransactionsMixin:
             start_energy_wh=meter.energy_register_wh,
         )
         connector.transaction = tx
+        self.stats.transactions_started += 1
         self.tx_ids[tx.local_id] = None
         meter.plug_in()  # a new EV (its own SoC)
         meter.set_active(True)
@@ -187,6 +189,7 @@ class TransactionsMixin:
         if self.template.transaction_data_meter_values and tx.meter_values:
             payload["transactionData"] = list(tx.meter_values)
         connector.transaction = None
+        self.stats.transactions_stopped += 1
         meter.set_active(False)
         message = self.enqueue("StopTransaction", payload, tx.local_id)
         self.transaction_ended(connector_id)

@@ -19,8 +19,21 @@ Standard output carries JSON lines only, each flushed at once:
 - ``{"event": "violation", "station": id, "detail": "...", ...}`` for every invalid frame,
   schema violation or protocol error seen (one line each);
 - ``{"event": "call_result" | "call_error", "station": id, "action": ..., ...}`` for the
-  answers to the calls asked for with ``--trigger``;
+  outcome of every CSMS-initiated call (asked for with ``--trigger`` or on the control
+  channel): ``payload`` is the station's CALLRESULT; a ``call_error`` has ``error_code`` and
+  ``description`` (``error_code`` null when there was no CALLERROR: no answer in time, the
+  connection closed, or a CALLRESULT that fails the schema);
+- ``{"event": "control_error", "ref": ..., "detail": "..."}`` for a control command that
+  could not be carried out;
 - ``{"event": "stopped"}`` last, on a clean shutdown (SIGTERM or SIGINT, exit status 0).
+
+Control channel: standard input takes JSON lines, one command each::
+
+    {"op": "call", "station": "CS-1", "action": "Reset", "payload": {"type": "Soft"}, "ref": "r1"}
+
+sends that CALL on the station's current connection (after checking it is a valid
+CSMS-initiated 1.6 request), and its ``call_result`` / ``call_error`` line carries the same
+``ref``. End of input just ends the channel; the CSMS keeps serving.
 
 How violations are found (ocpp 2.1.0 internals, checked at start-up):
 
@@ -48,11 +61,14 @@ import decimal
 import itertools
 import json
 import logging
+import os
 import re
 import signal
 import sys
+import threading
 import urllib.parse
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +235,10 @@ def schema_errors(message_type: int, action: str | None, payload: object) -> lis
     validator = STRICT_VALIDATORS.get((message_type, action)) if action else None
     if validator is None:
         return []
+    name = f"{action}Response" if message_type == MessageType.CallResult else action
+    if name in _DECIMAL_SCHEMAS:
+        # Those schemas were parsed with Decimal (multipleOf 0.1): so must the payload be.
+        payload = json.loads(json.dumps(payload, default=str), parse_float=decimal.Decimal)
     errors = sorted(validator.iter_errors(payload), key=lambda e: [str(p) for p in e.path])
     return [f"{'/'.join(str(p) for p in e.path) or '<payload>'}: {e.message}" for e in errors]
 
@@ -281,32 +301,50 @@ def _default_trigger_payloads() -> dict[str, dict[str, Any]]:
 def parse_trigger(spec: str) -> tuple[str, dict[str, Any]]:
     """``ACTION`` (with an example payload) or ``ACTION={json payload}``, checked here."""
     action, sep, text = spec.partition("=")
-    if action in STATION_INITIATED and action != "DataTransfer":
-        raise argparse.ArgumentTypeError(f"{action} is not a CSMS-initiated action")
-    if not hasattr(call, action) or not isinstance(getattr(call, action), type):
-        raise argparse.ArgumentTypeError(f"unknown OCPP 1.6 action {action!r}")
     if sep:
         try:
             payload = json.loads(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{action}: payload is not JSON: {exc}") from exc
     else:
+        check_action(action)
         defaults = _default_trigger_payloads()
         if action not in defaults:
             raise argparse.ArgumentTypeError(f"{action} needs a payload: {action}={{...}}")
         payload = defaults[action]
+    try:
+        check_call(action, payload)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return action, payload
+
+
+def check_action(action: object) -> None:
+    """Raise ValueError unless ``action`` is a CSMS-initiated OCPP 1.6 action."""
+    if not isinstance(action, str):
+        raise ValueError(f"action must be a string, not {action!r}")
+    if action in STATION_INITIATED and action != "DataTransfer":
+        raise ValueError(f"{action} is not a CSMS-initiated action")
+    if not hasattr(call, action) or not isinstance(getattr(call, action), type):
+        raise ValueError(f"unknown OCPP 1.6 action {action!r}")
+
+
+def check_call(action: object, payload: object) -> None:
+    """Raise ValueError unless the library would send exactly this valid CSMS-initiated CALL."""
+    check_action(action)
+    assert isinstance(action, str)
     if not isinstance(payload, dict):
-        raise argparse.ArgumentTypeError(f"{action}: payload must be a JSON object")
+        raise ValueError(f"{action}: payload must be a JSON object")
     errors = schema_errors(MessageType.Call, action, payload)
     if errors:
-        raise argparse.ArgumentTypeError(f"{action}: invalid payload: {'; '.join(errors)}")
-    request = build_request(action, payload)
+        raise ValueError(f"{action}: invalid payload: {'; '.join(errors)}")
+    try:
+        request = build_request(action, payload)
+    except TypeError as exc:
+        raise ValueError(f"{action}: the ocpp library cannot build the request: {exc}") from exc
     sent = snake_to_camel_case(remove_nones(serialize_as_dict(request)))
     if json.loads(json.dumps(sent, default=str)) != payload:
-        raise argparse.ArgumentTypeError(
-            f"{action}: the ocpp library would send {sent} instead of {payload}"
-        )
-    return action, payload
+        raise ValueError(f"{action}: the ocpp library would send {sent} instead of {payload}")
 
 
 def build_request(action: str, payload: dict[str, Any]) -> Any:
@@ -336,6 +374,52 @@ class Csms:
         self.triggered: dict[str, set[str]] = {}  # station id -> actions asked for by trigger
         self.transaction_ids = itertools.count(1)
         self.issued_transactions: set[int] = set()
+        self.charge_points: dict[str, LibChargePoint] = {}  # station id -> its live connection
+
+    def control(self, line: bytes) -> None:
+        """Carry out one control command; report a failure to do so as a ``control_error``."""
+        try:
+            self._control(line)
+        except Exception as exc:
+            LOG.exception("control command %r failed", line)
+            emit("control_error", ref=None, detail=f"command {line[:300]!r} failed: {exc!r}")
+
+    def _control(self, line: bytes) -> None:
+        """Carry out one control command (a JSON line read from stdin).
+
+        ``{"op": "call", "station": id, "action": ..., "payload": {...}, "ref": ...}`` sends
+        that CALL on the station's current connection; its outcome is printed as
+        ``call_result`` or ``call_error`` carrying the same ``ref``. A command that cannot be
+        carried out (not JSON, unknown op, invalid call, station not connected) is answered
+        with ``{"event": "control_error", "ref": ..., "detail": ...}``.
+        """
+        try:
+            command = json.loads(line)
+        except ValueError:
+            emit("control_error", ref=None, detail=f"command is not JSON: {line[:300]!r}")
+            return
+        if not isinstance(command, dict):
+            emit("control_error", ref=None, detail=f"command is not a JSON object: {command!r}")
+            return
+        ref = command.get("ref")
+        op = command.get("op")
+        if op != "call":
+            emit("control_error", ref=ref, detail=f"unknown op {op!r}")
+            return
+        action, payload = command.get("action"), command.get("payload", {})
+        try:
+            check_call(action, payload)
+        except ValueError as exc:
+            emit("control_error", ref=ref, detail=str(exc))
+            return
+        station = command.get("station")
+        charge_point = self.charge_points.get(station) if isinstance(station, str) else None
+        if charge_point is None:
+            emit("control_error", ref=ref, detail=f"station {station!r} is not connected")
+            return
+        assert isinstance(action, str)
+        assert isinstance(payload, dict)
+        charge_point.start_call(action, payload, ref)
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Report a handshake that does not offer ``ocpp1.6`` (websockets then answers 400)."""
@@ -367,11 +451,14 @@ class Csms:
             return
         emit("connected", station=station_id, path=connection.request.path)
         charge_point = LibChargePoint(station_id, connection, self)
+        self.charge_points[station_id] = charge_point
         try:
             await charge_point.start()
         except ConnectionClosed:
             pass
         finally:
+            if self.charge_points.get(station_id) is charge_point:
+                del self.charge_points[station_id]
             await charge_point.stop_tasks()
             emit(
                 "disconnected",
@@ -566,9 +653,13 @@ class LibChargePoint(ChargePoint):
         """Start the ``--trigger`` calls once per connection, after the first boot."""
         if self._csms.triggers and not self._triggers_started:
             self._triggers_started = True
-            task = asyncio.get_running_loop().create_task(self._run_triggers())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._run_triggers())
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a task for this connection (cancelled when it closes)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
@@ -659,23 +750,44 @@ class LibChargePoint(ChargePoint):
         for action, payload in self._csms.triggers:
             await self._call_and_report(action, payload)
 
-    async def _call_and_report(self, action: str, payload: dict[str, Any]) -> None:
+    def start_call(self, action: str, payload: dict[str, Any], ref: object) -> None:
+        """Send a CALL asked for on the control channel; its outcome carries ``ref``."""
+        self._spawn(self._call_and_report(action, payload, ref=ref))
+
+    async def _call_and_report(
+        self, action: str, payload: dict[str, Any], *, ref: object = None
+    ) -> None:
+        """Send one CSMS-initiated CALL; print ``call_result`` or ``call_error`` for it.
+
+        Exactly one of the two is printed per call (with ``ref`` when the control channel
+        asked for it), unless the call was cancelled before it was sent.
+        """
         if action in ("TriggerMessage", "ExtendedTriggerMessage"):
             self._csms.triggered.setdefault(self.id, set()).add(payload["requestedMessage"])
         unique_id = str(uuid.uuid4())
+        tag = {} if ref is None else {"ref": ref}
+
+        def failed(error_code: object, description: str, **fields: Any) -> None:
+            emit(
+                "call_error",
+                station=self.id,
+                action=action,
+                unique_id=unique_id,
+                error_code=error_code,
+                description=description,
+                **fields,
+                **tag,
+            )
+
         try:
             await self.call(build_request(action, payload), suppress=False, unique_id=unique_id)
         except (OCPPError, UnknownCallErrorCodeError) as exc:
             answer = self._answers.get(unique_id)
             if answer is not None and answer[0] == MessageType.CallError:
                 # Already reported as a violation when it arrived.
-                emit(
-                    "call_error",
-                    station=self.id,
-                    action=action,
-                    unique_id=unique_id,
-                    error_code=answer[2] if len(answer) > 2 else None,
-                    description=answer[3] if len(answer) > 3 else None,
+                failed(
+                    answer[2] if len(answer) > 2 else None,
+                    answer[3] if len(answer) > 3 else None,
                     details=answer[4] if len(answer) > 4 else None,
                 )
             else:
@@ -686,23 +798,20 @@ class LibChargePoint(ChargePoint):
                     unique_id=unique_id,
                     errors=schema_errors(MessageType.CallResult, action, result),
                 )
-                emit(
-                    "call_error",
-                    station=self.id,
-                    action=action,
-                    unique_id=unique_id,
-                    error_code=getattr(exc, "code", None),
-                    description=str(exc),
-                    payload=result,
-                )
+                failed(getattr(exc, "code", None), str(exc), payload=result)
         except TimeoutError:
             self.violation(
                 f"no answer to {action} CALL {unique_id!r} within {self._response_timeout} s",
                 action=action,
                 unique_id=unique_id,
             )
+            failed(None, f"no answer within {self._response_timeout} s")
         except ConnectionClosed:
-            pass
+            failed(None, "the connection closed before the answer")
+        except asyncio.CancelledError:
+            if unique_id in self._outstanding:
+                failed(None, "the connection closed before the answer")
+            raise
         except Exception as exc:
             # E.g. the library failing to build its result dataclass from the payload.
             LOG.exception("%s: %s call failed", self.id, action)
@@ -711,6 +820,7 @@ class LibChargePoint(ChargePoint):
                 action=action,
                 unique_id=unique_id,
             )
+            failed(None, f"the CALLRESULT could not be processed: {exc!r}")
         else:
             answer = self._answers.get(unique_id)
             emit(
@@ -719,6 +829,7 @@ class LibChargePoint(ChargePoint):
                 action=action,
                 unique_id=unique_id,
                 payload=answer[2] if answer else None,
+                **tag,
             )
         finally:
             self._outstanding.pop(unique_id, None)
@@ -771,6 +882,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    control = loop.create_task(read_control(csms))
     server = await serve(
         csms.handle,
         args.host,
@@ -784,9 +896,45 @@ async def run(args: argparse.Namespace) -> int:
         await stop.wait()
         LOG.info("stopping")
     finally:
+        control.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await control
         await shut_down(server)
     emit("stopped")
     return 0
+
+
+async def read_control(csms: Csms) -> None:
+    """Feed every line of stdin to ``csms.control``, until end of file.
+
+    A daemon thread does the blocking reads (with ``os.read``, so that it holds no lock of
+    ``sys.stdin`` at exit): stdin may be a pipe, a terminal, a file or ``/dev/null``.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def reader() -> None:
+        while True:
+            try:
+                chunk = os.read(0, 65536)
+            except OSError:
+                chunk = b""
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except RuntimeError:  # the loop is closed
+                return
+            if not chunk:
+                return
+
+    threading.Thread(target=reader, name="control", daemon=True).start()
+    buffer = b""
+    while chunk := await chunks.get():
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                csms.control(line)
+    if buffer.strip():
+        csms.control(buffer)
 
 
 async def shut_down(server: Server) -> None:
