@@ -576,4 +576,5 @@ def test_configuration_reference_documents_every_key(model: type) -> None:
         pytest.skip("docs/ is not part of this checkout")
     text = DOCS.read_text(encoding="utf-8")
     keys = [f.name for f in attrs.fields(model) if f.name != "path"]  # path: not a key
-    assert [key for key in keys if f"`{key}`" not in text and f".{key}`" not in text] == []
+    forms = ("`{}`", ".{}`", "`[{}]`", "`[[{}]]`", "`[{}.", "`[[{}.", "`{}.")  # keys, sections
+    assert [key for key in keys if not any(f.format(key) in text for f in forms)] == []

@@ -227,7 +227,7 @@ async def test_get_diagnostics_puts_the_file_over_http_and_notifies(
     for entry in station.configuration.visible_keys():
         assert f"{entry.key}={entry.value}" in text
     assert "[connectors]" in text
-    assert "statistics: calls_sent=" in text
+    assert "statistics: callsSent=" in text
     assert not csms.violations
 
 

@@ -233,7 +233,7 @@ async def test_main_requests_against_the_ocpp_library_csms_give_no_violation(
     tmp_path: Path,
 ) -> None:
     template = write_template(tmp_path)
-    with trio.fail_after(30):
+    with trio.fail_after(20):
         async with open_ocpp_lib_csms() as peer:
             site = load_site(write_site(tmp_path, peer.url, template, count=2))
             async with trio.open_nursery() as nursery:
@@ -345,6 +345,28 @@ async def test_control_call_unanswered_when_the_station_disconnects_raises() -> 
                     assert failed.value.error_code is None
 
                 nursery.start_soon(hang_up)
+            peer.assert_no_violations()
+
+
+async def test_control_call_answered_right_before_a_disconnect_returns_the_result() -> None:
+    # A station answers Reset, then closes its socket at once: the answer still counts.
+    with trio.fail_after(20):
+        async with open_ocpp_lib_csms() as peer:
+            async with trio.open_nursery() as nursery:
+
+                async def answer_and_leave() -> None:
+                    async with fake_station(peer, "CS-RESET") as station:
+                        await peer.wait_until(lambda: peer.stations() == {"CS-RESET"})
+                        nursery.start_soon(call_it)
+                        request = await station.receive()
+                        await station.send([3, request[1], {"status": "Accepted"}])
+
+                async def call_it() -> None:
+                    assert await peer.call("CS-RESET", "Reset", {"type": "Hard"}) == {
+                        "status": "Accepted"
+                    }
+
+                nursery.start_soon(answer_and_leave)
             peer.assert_no_violations()
 
 

@@ -136,19 +136,15 @@ def test_keys_of_unsupported_profiles_are_not_shipped() -> None:
     assert "SecurityProfile" not in config()
 
 
-def test_implemented_profiles_follow_the_handled_actions() -> None:
+def test_implemented_profiles_are_only_the_complete_ones() -> None:
     assert implemented_profiles([]) == ("Core",)
-    assert implemented_profiles(["TriggerMessage", "SetChargingProfile", "GetDiagnostics"]) == (
-        "Core",
-        "FirmwareManagement",
-        "SmartCharging",
-        "RemoteTrigger",
-    )
-    assert set(implemented_profiles(["SendLocalList", "ReserveNow"])) == {
-        "Core",
-        "LocalAuthListManagement",
-        "Reservation",
-    }
+    # A profile is advertised only when all its CSMS-initiated actions are handled.
+    partial = ["TriggerMessage", "SetChargingProfile", "GetDiagnostics"]
+    assert implemented_profiles(partial) == ("Core", "RemoteTrigger")
+    smart = ["SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule"]
+    assert implemented_profiles(smart) == ("Core", "SmartCharging")
+    complete = ["SendLocalList", "GetLocalListVersion", "ReserveNow", "CancelReservation"]
+    assert set(implemented_profiles(complete)) == {"Core", "LocalAuthListManagement", "Reservation"}
     assert set(FEATURE_PROFILES) == set(ALL_PROFILES)
 
 

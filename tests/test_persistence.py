@@ -470,12 +470,29 @@ def test_a_state_file_of_a_newer_version_is_never_overwritten(tmp_path: Path) ->
 
 KILL_LOOP_ITERATIONS = 50
 KILL_LOOP_STATIONS = 20
+TRANSACTION_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues")
+
+
+def _mtimes(state_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in state_dir.glob("*.toml")}
+
+
+async def wait_for_a_write(state_dir: Path, since: dict[str, int]) -> None:
+    """Until some state file was replaced after the `since` snapshot (polled, see above)."""
+    while _mtimes(state_dir) == since:
+        await trio.sleep(0.01)
 
 
 @attrs.define
-class LoopStats:
-    started: float = attrs.field(factory=time.monotonic)
-    iterations: list[tuple[float, int, int, float]] = attrs.field(factory=list)
+class KillRecord:
+    """What one iteration of the kill loop saw."""
+
+    seconds: float
+    offset: float
+    starts: int
+    written: int
+    temp_files: int
+    open_transactions: int
 
 
 @pytest.mark.integration
@@ -485,11 +502,11 @@ async def test_kill_9_during_heavy_state_writes_never_leaves_an_unreadable_state
     rng = random.Random(20250607)
     csms = EmbeddedCsms()
     state_dir = tmp_path / "state"
-    stats = LoopStats()
+    records: list[KillRecord] = []
     next_local_tx: dict[str, int] = {}
     serials: dict[str, tuple[str, str]] = {}
-    stuck: list[int] = []
-    with trio.fail_after(180):
+    started = time.monotonic()
+    with trio.fail_after(150):
         async with serving(csms) as url:
             template = write_template(tmp_path / "templates", atg=True)
             config = write_site(
@@ -501,31 +518,28 @@ async def test_kill_9_during_heavy_state_writes_never_leaves_an_unreadable_state
             )
             for iteration in range(KILL_LOOP_ITERATIONS):
                 t0 = time.monotonic()
-                activity = ("StartTransaction", "StopTransaction", "MeterValues")
-                before = sum(csms.received[a] for a in activity)
-                starts_before = csms.received["StartTransaction"]
-                mtimes = {p.name: p.stat().st_mtime_ns for p in state_dir.glob("*.toml")}
+                before = {a: csms.received[a] for a in TRANSACTION_ACTIONS}
+                mtimes = _mtimes(state_dir)
+                temps = set(state_dir.glob(".*.tmp"))
+                # Half the kills land inside the write wave just seen (every station writes
+                # within a few ms of the others), half anywhere in the debounce period after.
+                offset = rng.uniform(0.0, 0.05) if iteration % 2 else rng.uniform(0.05, 1.1)
                 log = tmp_path / f"run-{iteration:02d}.log"
                 with log.open("wb") as stderr:
                     async with simulator_process(config, stderr) as simulator:
                         await simulator.wait_output(booted(KILL_LOOP_STATIONS))
-                        # Transactions run (or resume): every message is a debounced write.
+                        # Transactions run (or resume): each message is a state change.
                         await csms.wait_until(
-                            lambda b=before: sum(csms.received[a] for a in activity) > b
+                            lambda b=before: any(csms.received[a] > b[a] for a in b)
                         )
-                        await trio.sleep(rng.uniform(0.1, 0.6))  # the kill moment, not a wait
+                        await wait_for_a_write(state_dir, _mtimes(state_dir))
+                        await trio.sleep(offset)  # the kill moment, not a wait for something
                         await simulator.kill()
-                # Every state file parses, has version 1; nothing was set aside.
+                # Every state file parses and has version 1; nothing was set aside.
                 states = read_states(state_dir)
                 assert len(states) == KILL_LOOP_STATIONS
                 assert not list(state_dir.glob("*.damaged"))
                 assert problems_in(log) == []
-                written = sum(
-                    1
-                    for p in state_dir.glob("*.toml")
-                    if p.stat().st_mtime_ns != mtimes.get(p.name)
-                )
-                assert written > 0, "no state was written: the kill did not hit heavy writes"
                 for sid, state in states.items():
                     # A restart continues from the state: nothing goes back, serials stay.
                     assert state["next_local_tx"] >= next_local_tx.get(sid, 0)
@@ -533,30 +547,299 @@ async def test_kill_9_during_heavy_state_writes_never_leaves_an_unreadable_state
                     info = state["station_info"]
                     serial = (info["charge_point_serial_number"], info["charge_box_serial_number"])
                     assert serials.setdefault(sid, serial) == serial
-                stuck.append(
-                    sum(
-                        1
-                        for state in states.values()
-                        for c in state["connectors"].values()
-                        if "transaction" in c
+                records.append(
+                    KillRecord(
+                        seconds=time.monotonic() - t0,
+                        offset=offset,
+                        starts=csms.received["StartTransaction"] - before["StartTransaction"],
+                        written=sum(
+                            1 for name, m in _mtimes(state_dir).items() if mtimes.get(name) != m
+                        ),
+                        temp_files=len(set(state_dir.glob(".*.tmp")) - temps),
+                        open_transactions=sum(
+                            "transaction" in c
+                            for state in states.values()
+                            for c in state["connectors"].values()
+                        ),
                     )
                 )
-                stats.iterations.append(
-                    (
-                        time.monotonic() - t0,
-                        csms.received["StartTransaction"] - starts_before,
-                        written,
-                        0.0,
-                    )
-                )
-    total = time.monotonic() - stats.started
-    durations = [d for d, *_ in stats.iterations]
+    total = time.monotonic() - started
+    seconds = [r.seconds for r in records]
     print(
-        f"\nkill -9 loop: {len(durations)} iterations in {total:.1f} s "
-        f"(per iteration min {min(durations):.2f} s, max {max(durations):.2f} s); "
-        f"StartTransactions per iteration {[s for _, s, _, _ in stats.iterations]}; "
-        f"state files written per iteration {[w for _, _, w, _ in stats.iterations]}; "
-        f"open transactions in the state after each kill {stuck}; "
-        f"leftover temp files {len(list(state_dir.glob('.*.tmp')))}"
+        f"\nkill -9 loop: {len(records)} kills in {total:.1f} s "
+        f"(per iteration {min(seconds):.2f}-{max(seconds):.2f} s); "
+        f"kills that left a temp file (mid-write): {sum(r.temp_files for r in records)}; "
+        f"state files written per iteration {[r.written for r in records]}; "
+        f"StartTransactions per iteration {[r.starts for r in records]}; "
+        f"open transactions in the state after each kill {[r.open_transactions for r in records]}"
     )
+    # The kills did hit heavy writes: every iteration replaced state files.
+    assert all(r.written > 0 for r in records)
     assert csms.violations == []
+
+
+# -- offline queue across a kill -9: at least once -------------------------------------------
+
+
+@attrs.frozen
+class Delivery:
+    """One transaction message as the CSMS received it."""
+
+    run: int
+    station_id: str
+    action: str
+    key: str  # identity(payload)
+    transaction_id: int | None
+
+
+class TransactionLedger:
+    """Wraps the CSMS's transaction handlers: records every delivery, per run of the simulator.
+
+    StartTransaction is answered idempotently, as a CSMS must for at-least-once delivery: a
+    StartTransaction received again (same station, same payload) gets the transaction id of
+    the first delivery, so one transaction has one id however often its start arrives.
+    """
+
+    def __init__(self, csms: EmbeddedCsms) -> None:
+        self.csms = csms
+        self.run = 1
+        self.deliveries: list[Delivery] = []
+        self.ids: dict[tuple[str, str], int] = {}  # (station, start key) -> transaction id
+        for action in TRANSACTION_ACTIONS:
+            csms.handlers[action] = self._wrap(action, csms.handlers[action])
+
+    def _wrap(self, action: str, inner: Any) -> Any:
+        def handler(record: Any, payload: dict[str, Any]) -> dict[str, Any]:
+            answer = inner(record, payload)
+            assert isinstance(answer, dict)
+            key = identity(payload)
+            transaction_id = payload.get("transactionId")
+            if action == "StartTransaction":
+                ref = (record.station_id, key)
+                transaction_id = self.ids.setdefault(ref, answer["transactionId"])
+                answer = {**answer, "transactionId": transaction_id}
+            self.deliveries.append(
+                Delivery(self.run, record.station_id, action, key, transaction_id)
+            )
+            return answer
+
+        return handler
+
+    def delivered(self, run: int) -> set[tuple[str, str, str]]:
+        """(station, action, key) of every message received in `run`."""
+        return {(d.station_id, d.action, d.key) for d in self.deliveries if d.run == run}
+
+    def stopped(self) -> set[tuple[str, int | None]]:
+        """(station, transaction id) of every StopTransaction received."""
+        return {
+            (d.station_id, d.transaction_id)
+            for d in self.deliveries
+            if d.action == "StopTransaction"
+        }
+
+
+@attrs.frozen
+class Persisted:
+    """What the state files held when the simulator was killed."""
+
+    queue: dict[str, list[tuple[str, str]]]  # station -> [(action, key)] in queue order
+    open_starts: frozenset[tuple[str, str]]  # (station, start key) open on a connector
+
+    @classmethod
+    def read(cls, state_dir: Path) -> Persisted:
+        queue: dict[str, list[tuple[str, str]]] = {}
+        open_starts: set[tuple[str, str]] = set()
+        for sid, state in read_states(state_dir).items():
+            queue[sid] = [(m["action"], identity(m["payload"])) for m in state.get("queue", [])]
+            for connector in state["connectors"].values():
+                if "transaction" in connector:
+                    open_starts.add((sid, start_identity(connector["transaction"])))
+        return cls(queue, frozenset(open_starts))
+
+    def messages(self) -> set[tuple[str, str, str]]:
+        return {(sid, a, k) for sid, items in self.queue.items() for a, k in items}
+
+    def count(self, action: str) -> int:
+        return sum(a == action for items in self.queue.values() for a, _ in items)
+
+
+def started_transactions(ledger: TransactionLedger, persisted: Persisted) -> set[tuple[str, str]]:
+    """Every transaction started per the first run (CSMS) or per the persisted state."""
+    started = {
+        (d.station_id, d.key)
+        for d in ledger.deliveries
+        if d.run == 1 and d.action == "StartTransaction"
+    }
+    started |= {(sid, k) for sid, a, k in persisted.messages() if a == "StartTransaction"}
+    return started | persisted.open_starts
+
+
+async def stop_open_transactions(
+    csms: EmbeddedCsms, ledger: TransactionLedger, persisted: Persisted
+) -> list[str]:
+    """RemoteStopTransaction for every started transaction without a StopTransaction yet.
+
+    Returns what the stations refused (a transaction they no longer know about).
+    """
+    refused: list[str] = []
+    waiting: list[tuple[str, int]] = []
+    for sid, key in sorted(started_transactions(ledger, persisted)):
+        transaction_id = ledger.ids.get((sid, key))
+        if transaction_id is None:
+            refused.append(f"{sid}: StartTransaction {key} never reached the CSMS")
+            continue
+        if (sid, transaction_id) in ledger.stopped():
+            continue
+        answer = await csms.call(sid, "RemoteStopTransaction", {"transactionId": transaction_id})
+        if answer["status"] != "Accepted":
+            refused.append(f"{sid}: transaction {transaction_id} ({key}) unknown to the station")
+        else:
+            waiting.append((sid, transaction_id))
+    await csms.wait_until(lambda: set(waiting) <= ledger.stopped())
+    return refused
+
+
+def assert_at_least_once(ledger: TransactionLedger, persisted: Persisted) -> None:
+    """At least once across a kill -9, exactly:
+
+    - no message lost: every message in the persisted queue reaches the CSMS after the
+      restart, in queue order per station; every transaction started (per the first run or
+      per the persisted state) gets a StopTransaction carrying its transaction id;
+    - duplicates only for messages in flight at the kill: a message arrives twice only if the
+      CSMS got it before the kill while the state file still had it queued (its delivery
+      was not yet written down), and then exactly once in each run.
+    """
+    second_run = [d for d in ledger.deliveries if d.run == 2]
+    for sid, queued in persisted.queue.items():
+        wanted = set(queued)
+        arrived: list[tuple[str, str]] = []
+        for d in second_run:
+            message = (d.action, d.key)
+            if d.station_id == sid and message in wanted and message not in arrived:
+                arrived.append(message)
+        assert arrived == queued, f"{sid}: persisted queue not delivered in order"
+    stopped = ledger.stopped()
+    lost = sorted(
+        (sid, key)
+        for sid, key in started_transactions(ledger, persisted)
+        if (sid, ledger.ids.get((sid, key))) not in stopped
+    )
+    assert lost == [], f"transactions that never got a StopTransaction: {lost}"
+    starts_by_id = {v: k for k, v in ledger.ids.items()}
+    for d in ledger.deliveries:
+        if d.action == "StopTransaction":
+            sid, start_key = starts_by_id[d.transaction_id]  # type: ignore[index]
+            assert sid == d.station_id
+            assert json.loads(start_key)["idTag"] == json.loads(d.key)["idTag"]
+    runs: dict[tuple[str, str, str], list[int]] = {}
+    for d in ledger.deliveries:
+        runs.setdefault((d.station_id, d.action, d.key), []).append(d.run)
+    duplicated = {m for m, r in runs.items() if len(r) > 1}
+    in_flight = persisted.messages() & ledger.delivered(1)
+    assert duplicated == in_flight
+    assert all(sorted(runs[m]) == [1, 2] for m in duplicated)
+
+
+OFFLINE_STATIONS = 10
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "kill_when",
+    [
+        "offline, queue persisted",
+        pytest.param(
+            "online, just after a StartTransaction",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="bug: a transaction message is sent before the state that holds it is "
+                "written (1 s debounce); a kill -9 then forgets a transaction the CSMS has, "
+                "and its StopTransaction is never sent",
+            ),
+        ),
+    ],
+)
+async def test_transaction_messages_arrive_at_least_once_across_a_kill_9(
+    tmp_path: Path, kill_when: str
+) -> None:
+    csms = EmbeddedCsms()
+    ledger = TransactionLedger(csms)
+    state_dir = tmp_path / "state"
+    offline_ok = [("AllowOfflineTxForUnknownId", "true")]
+    with trio.fail_after(60):
+        async with serving(csms) as url:
+            configs = [
+                write_site(
+                    tmp_path / f"site-{run}.toml",
+                    template=write_template(
+                        tmp_path / f"templates-{run}",
+                        atg=run == 1,  # the restart runs without it: only the queue moves
+                        stop_on_connection_failure=False,  # transactions go on offline
+                        extra_configuration=offline_ok,
+                    ),
+                    count=OFFLINE_STATIONS,
+                    state_dir=state_dir,
+                    url=url,
+                )
+                for run in (1, 2)
+            ]
+            log1 = tmp_path / "run-1.log"
+            with log1.open("wb") as stderr:
+                async with simulator_process(configs[0], stderr) as simulator:
+                    await simulator.wait_output(booted(OFFLINE_STATIONS))
+                    if kill_when.startswith("online"):
+                        await csms.wait_until(
+                            lambda: any(
+                                "Charging" in r.connector_status.values()
+                                for r in csms.stations.values()
+                            )
+                        )
+                    else:
+                        await csms.wait_until(
+                            lambda: csms.received["StartTransaction"] >= OFFLINE_STATIONS
+                            and csms.received["StopTransaction"] >= OFFLINE_STATIONS // 2
+                        )
+                        # The CSMS goes away: stations queue (and persist) what they do.
+                        csms.accepting = False
+                        async with trio.open_nursery() as nursery:
+                            for sid in csms.connected():
+                                nursery.start_soon(csms.disconnect, sid)
+                        offline_since = time.time()
+
+                        def queued_offline(states: dict[str, dict[str, Any]]) -> bool:
+                            files = list(state_dir.glob("*.toml"))
+                            if any(p.stat().st_mtime <= offline_since for p in files):
+                                return False  # every station wrote its state since
+                            queue = [m["action"] for s in states.values() for m in s["queue"]]
+                            return (
+                                queue.count("StartTransaction") >= 3
+                                and queue.count("StopTransaction") >= 3
+                            )
+
+                        await wait_for_states(state_dir, queued_offline)
+                    await simulator.kill()
+            persisted = Persisted.read(state_dir)
+            if kill_when.startswith("offline"):
+                assert persisted.count("StartTransaction") >= 3
+                assert persisted.count("StopTransaction") >= 3
+            ledger.run = 2
+            csms.accepting = True
+            log2 = tmp_path / "run-2.log"
+            with log2.open("wb") as stderr:
+                async with simulator_process(configs[1], stderr) as simulator:
+                    await simulator.wait_output(booted(OFFLINE_STATIONS))
+                    await csms.wait_until(lambda: persisted.messages() <= ledger.delivered(2))
+                    refused = await stop_open_transactions(csms, ledger, persisted)
+                    # Let the stations settle before the clean stop.
+                    await csms.wait_until(
+                        lambda: all(
+                            set(r.connector_status.values()) == {"Available"}
+                            for r in csms.stations.values()
+                        )
+                    )
+                    await simulator.interrupt()
+    assert refused == []
+    assert_at_least_once(ledger, persisted)
+    assert csms.violations == []
+    assert problems_in(log1) == []
+    assert problems_in(log2) == []

@@ -207,6 +207,38 @@ async def test_add_charging_stations_without_auto_start_leaves_them_stopped(
         )
 
 
+async def test_add_charging_stations_with_options(ui: Ui, rpc: Rpc) -> None:
+    with trio.fail_after(15):
+        response = await rpc(
+            "addChargingStations",
+            {
+                "template": "ac-3phase-2conn.toml",
+                "numberOfStations": 1,
+                "options": {
+                    "baseName": "UI",
+                    "supervisionUrls": [ui.csms.url + "/site-b"],
+                    "ocppStrictCompliance": True,
+                    "persistentConfiguration": False,
+                },
+            },
+        )
+        assert response["status"] == "success", response
+        assert response["chargingStationIds"] == ["UI-00001"]
+        [added] = [s for s in ui.stations if s.station_id == "UI-00001"]
+        assert added.supervision_url == ui.csms.url + "/site-b"
+        assert added.template.ocpp_strict_compliance is True
+        assert added.template.ocpp_persistent_configuration is False
+        assert added.template.station_info_persistent_configuration is False
+        await ui.wait_csms(
+            lambda: getattr(ui.csms.stations.get("UI-00001"), "registration", None) == "Accepted"
+        )
+        again = await rpc(
+            "addChargingStations",
+            {"template": "ac-3phase-2conn", "numberOfStations": 1, "options": {"baseName": "UI"}},
+        )
+    assert again["chargingStationIds"] == ["UI-00002"]
+
+
 async def test_delete_charging_stations_stops_and_removes_them(ui: Ui, rpc: Rpc) -> None:
     doomed = ui.stations[0]
     with trio.fail_after(10):

@@ -175,20 +175,54 @@ class WsClient:
 
 
 @asynccontextmanager
+async def _open_ws(
+    base_url: str, subprotocols: Sequence[str], headers: Sequence[tuple[str, str]]
+) -> AsyncIterator[WsClient]:
+    # Our own stream, closed by us: trio-websocket's open_websocket_url leaves the socket open
+    # when the server ends the connection (trio-websocket 0.12), which warnings turn into errors.
+    parts = urlsplit(base_url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    async with stream, trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(
+            nursery,
+            stream,
+            f"{parts.hostname}:{parts.port}",
+            "/",
+            subprotocols=list(subprotocols),
+            extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+        )
+        try:
+            yield WsClient(ws)
+        finally:
+            with trio.move_on_after(1, shield=True):
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+@asynccontextmanager
 async def open_ws(
     base_url: str,
     *,
     subprotocols: Sequence[str] = ("ui0.0.1",),
     headers: Sequence[tuple[str, str]] = (),
 ) -> AsyncIterator[WsClient]:
-    """A WebSocket client of the UI at `/`."""
-    url = base_url.replace("http://", "ws://", 1) + "/"
-    async with trio_websocket.open_websocket_url(
-        url,
-        subprotocols=list(subprotocols),
-        extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-    ) as ws:
-        yield WsClient(ws)
+    """A WebSocket client of the UI at `/`; a lone error comes out as itself, not in a group."""
+    try:
+        async with _open_ws(base_url, subprotocols, headers) as client:
+            yield client
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from None
+        raise
 
 
 @attrs.define
@@ -259,6 +293,9 @@ async def open_ui(
         try:
             yield Ui(simulator, csms, urls[0], nursery, headers)
         finally:
+            # Stations close their sockets first: the CSMS would wait for their close frames.
+            with trio.move_on_after(5, shield=True):
+                await simulator.shutdown()
             nursery.cancel_scope.cancel()
 
 

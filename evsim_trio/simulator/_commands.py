@@ -9,7 +9,6 @@ server does); a missing or mistyped field still gives a failure, never an except
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,6 @@ from evsim_trio.station import Connector, LinkError, Station
 
 if TYPE_CHECKING:
     from evsim_trio.simulator._simulator import Simulator
-
-log = logging.getLogger(__name__)
 
 __all__ = ["PROCEDURES", "UnknownProcedure", "execute"]
 

@@ -119,9 +119,11 @@ async def start_station(simulator: Simulator, station: Station) -> None:
     _require_running(simulator)
     if station.started:
         return
-    # A start after a stop is a power cycle: the station registers again (1.6 §4.2).
+    # A start after a stop is a power cycle: the station connects (even after a UI
+    # closeConnection) and registers again (1.6 §4.2).
     station.registration = None
     station.boot_response = None
+    station.open_connection()
     simulator._start(station)
     # Mark it at once: a second start before its task runs must not start it twice.
     station.started = True

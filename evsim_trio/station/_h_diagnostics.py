@@ -6,10 +6,11 @@ station's nursery: DiagnosticsStatusNotification Uploading, the file generated i
 to `location`, then Uploaded or UploadFailed, after which the status is Idle again (§4.4: Idle
 is only ever *sent* in answer to a TriggerMessage). Readings where the specification is silent:
 
-- `location` names a directory (§6.29); one ending in "/" gets the file name appended, any other
-  is taken as the complete target, so that a CSMS may choose the name. `http(s)://` uploads with
-  an HTTP PUT, `ftp://[user[:password]@]host[:port]/path` with STOR in passive mode (anonymous
-  without user). Any other scheme fails the upload (UploadFailed, not retried: it cannot succeed).
+- `location` names "the directory" to upload to; one ending in "/" gets the file name appended,
+  any other is taken as the complete target (so that a CSMS may choose the name). `http(s)://`
+  uploads with an HTTP PUT, `ftp://[user[:password]@]host[:port]/path` with STOR in passive mode
+  (anonymous without user). Any other scheme fails the upload (UploadFailed, not retried: it
+  cannot succeed).
 - `retries` counts the attempts *after* the first (absent: none); `retryInterval` (absent: 60 s)
   is waited between attempts. Every failed attempt is logged.
 - `startTime`/`stopTime` bound the timestamped log section of the file; the station's current
@@ -32,6 +33,7 @@ import http.client
 import io
 import logging
 import posixpath
+import urllib.error
 import urllib.request
 import weakref
 from datetime import UTC, datetime
@@ -209,8 +211,12 @@ def upload_sync(location: str, file_name: str, body: bytes, timeout: float) -> s
         url, data=body, method="PUT", headers={"Content-Type": "text/plain; charset=utf-8"}
     )
     # The scheme is checked above (http or https): no file:// or custom openers here.
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        response.read()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response (and its socket) open
+        raise
     return _redacted(url)
 
 
@@ -326,8 +332,13 @@ def _events(station: Station, now: datetime) -> list[tuple[datetime, str]]:
             )
         )
     stats = attrs.asdict(station.stats)
-    events.append((now, "statistics: " + " ".join(f"{k}={v}" for k, v in stats.items())))
+    events.append((now, "statistics: " + " ".join(f"{_camel(k)}={v}" for k, v in stats.items())))
     return events
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 # -- DataTransfer from the station (§4.3) ------------------------------------------------------

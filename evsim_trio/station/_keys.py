@@ -92,16 +92,15 @@ PROFILE_ACTIONS: Mapping[str, frozenset[str]] = {
 def implemented_profiles(actions: Iterable[str]) -> tuple[str, ...]:
     """The feature profiles a station handling `actions` (CSMS-initiated) advertises.
 
-    Core always (a 1.6 station is a Core station); another profile when the station handles at
-    least one of its CSMS-initiated actions. The rest of that profile answers NotImplemented,
-    which is how OCPP-J says "not there" (a profile advertised only when complete would hide
-    SmartCharging from every CSMS for want of GetCompositeSchedule).
+    Core always (a 1.6 station is a Core station); another profile only when the station handles
+    every one of its CSMS-initiated actions, so that SupportedFeatureProfiles lists exactly what
+    works (a CSMS that sees FirmwareManagement may send UpdateFirmware).
     """
     handled = set(actions)
     return tuple(
         profile
         for profile in FEATURE_PROFILES
-        if profile == "Core" or PROFILE_ACTIONS[profile] & handled
+        if profile == "Core" or PROFILE_ACTIONS[profile] <= handled
     )
 
 

@@ -27,7 +27,7 @@ def state_path(state_dir: Path, hash_id: str) -> Path:
 
 
 def load_state(path: Path) -> dict[str, Any] | None:
-    """Read a state file; None when missing. A damaged file is set aside and reported."""
+    """Read a state file; None when missing. An unusable file is set aside and reported."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -35,14 +35,21 @@ def load_state(path: Path) -> dict[str, Any] | None:
     try:
         state = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        damaged = path.with_suffix(".damaged")
-        os.replace(path, damaged)
-        log.warning("%s: unreadable station state (%s); moved to %s", path, exc, damaged)
+        _set_aside(path, ".damaged", f"unreadable station state ({exc})")
         return None
-    if state.get("version") != STATE_VERSION:
-        log.warning("%s: state version %r not understood; ignored", path, state.get("version"))
+    version = state.get("version")
+    if version != STATE_VERSION:
+        # Empty, foreign or from a newer evsim-trio: kept for a human, never overwritten.
+        _set_aside(path, ".unsupported", f"station state version {version!r} not understood")
         return None
     return state
+
+
+def _set_aside(path: Path, suffix: str, why: str) -> None:
+    """Move an unusable state file out of the way (never delete it) and say so."""
+    aside = path.with_suffix(suffix)
+    os.replace(path, aside)
+    log.warning("%s: %s; moved to %s, the station starts afresh", path, why, aside)
 
 
 def save_state(path: Path, state: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ from evsim_trio.ocpp import (
     OcppError,
     SecurityError,
     get_validator,
+    v16,
 )
 from evsim_trio.station._atg import AtgConnectorStatus, AtgController
 from evsim_trio.station._charging_profiles import ProfileStore
@@ -474,6 +475,9 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
             raise SecurityError("BootNotification was Rejected")
         handler = self.handlers.get(call.action)
         if handler is None:
+            if call.action in v16.ALL_ACTIONS:
+                # A 1.6 action recognized but not supported (OCPP-J 1.6 §4.2.3).
+                raise NotSupportedError(f"{call.action} is not supported by this station")
             raise NotImplementedOcppError(f"{call.action} is not implemented by this station")
         if not _supported(self.template.commands_support.incoming_commands, call.action):
             raise NotSupportedError(f"{call.action} is disabled by commands_support")

@@ -93,7 +93,7 @@ class FleetCollector:
         latency: dict[str, tuple[list[float], float]] = {}
         latency_bounds: dict[str, list[str]] = {}
         totals: collections.Counter[str] = collections.Counter()
-        active = energy = power = 0.0
+        active = energy = delivered = power = 0.0
         for station in stations:
             for connector in station.connectors.values():
                 if connector.connector_id > 0:
@@ -102,6 +102,7 @@ class FleetCollector:
             for meter in station.meters.values():
                 energy += meter.energy_register_wh
                 power += meter.power_w
+            delivered += station.energy_delivered_wh()
             stats = station.stats
             totals["calls_sent"] += stats.calls_sent
             totals["call_errors"] += stats.call_errors
@@ -110,7 +111,8 @@ class FleetCollector:
             totals["connect_failures"] += stats.connect_failures
             totals["boot_attempts"] += stats.boot_attempts
             totals["reconnects"] += max(0, stats.connects - 1)
-            totals["transactions_started"] += getattr(stats, "transactions_started", 0)
+            totals["transactions_started"] += stats.transactions_started
+            totals["transactions_stopped"] += stats.transactions_stopped
             totals["queue_depth"] += len(station.queue)
             totals["queue_dropped"] += station.queue.dropped
             sent.update(_counter_map(getattr(stats, "sent_by_action", None)))
@@ -153,9 +155,19 @@ class FleetCollector:
             value=totals["transactions_started"],
         )
         yield CounterMetricFamily(
+            "evsim_transactions_stopped",
+            "Transactions stopped",
+            value=totals["transactions_stopped"],
+        )
+        yield CounterMetricFamily(
             "evsim_energy_active_import_wh",
             "Energy registers summed over connectors (Wh)",
             value=energy,
+        )
+        yield CounterMetricFamily(
+            "evsim_energy_delivered_wh",
+            "Energy metered since the stations were built (this run, Wh)",
+            value=delivered,
         )
         yield GaugeMetricFamily(
             "evsim_power_active_import_w", "Simulated active power now (W)", value=power

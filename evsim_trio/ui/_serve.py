@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["serve_ui"]
 
-log = logging.getLogger(__name__)
-
 # WebSocket frames up to this size are read and answered (a failure when over 1 MiB); larger
 # ones make hypercorn close the connection with code 1009 (message too big).
 WS_MAX_MESSAGE_BYTES = 2 * MAX_PAYLOAD_BYTES
+# Pending connections the kernel queues for us: bursts of HTTP clients are not turned away.
+LISTEN_BACKLOG = 1024
 # Bound on closing open connections when the server is stopped gracefully.
 GRACEFUL_TIMEOUT = 1.0
 
@@ -37,6 +37,7 @@ def _hypercorn_config(config: UiServerSection) -> hypercorn.Config:
     hconfig.errorlog = logging.getLogger("evsim_trio.ui.hypercorn")
     hconfig.graceful_timeout = GRACEFUL_TIMEOUT
     hconfig.include_server_header = False
+    hconfig.backlog = LISTEN_BACKLOG
     return hconfig
 
 

@@ -377,14 +377,6 @@ class Csms:
         self.charge_points: dict[str, LibChargePoint] = {}  # station id -> its live connection
 
     def control(self, line: bytes) -> None:
-        """Carry out one control command; report a failure to do so as a ``control_error``."""
-        try:
-            self._control(line)
-        except Exception as exc:
-            LOG.exception("control command %r failed", line)
-            emit("control_error", ref=None, detail=f"command {line[:300]!r} failed: {exc!r}")
-
-    def _control(self, line: bytes) -> None:
         """Carry out one control command (a JSON line read from stdin).
 
         ``{"op": "call", "station": id, "action": ..., "payload": {...}, "ref": ...}`` sends
@@ -402,24 +394,32 @@ class Csms:
             emit("control_error", ref=None, detail=f"command is not a JSON object: {command!r}")
             return
         ref = command.get("ref")
+        try:
+            detail = self._control(command, ref)
+        except Exception as exc:
+            LOG.exception("control command %r failed", command)
+            detail = f"command failed: {exc!r}"
+        if detail is not None:
+            emit("control_error", ref=ref, detail=detail)
+
+    def _control(self, command: dict[str, Any], ref: object) -> str | None:
+        """Start the command; return why it cannot be carried out, or None."""
         op = command.get("op")
         if op != "call":
-            emit("control_error", ref=ref, detail=f"unknown op {op!r}")
-            return
+            return f"unknown op {op!r}"
         action, payload = command.get("action"), command.get("payload", {})
         try:
             check_call(action, payload)
         except ValueError as exc:
-            emit("control_error", ref=ref, detail=str(exc))
-            return
+            return str(exc)
         station = command.get("station")
         charge_point = self.charge_points.get(station) if isinstance(station, str) else None
         if charge_point is None:
-            emit("control_error", ref=ref, detail=f"station {station!r} is not connected")
-            return
+            return f"station {station!r} is not connected"
         assert isinstance(action, str)
         assert isinstance(payload, dict)
         charge_point.start_call(action, payload, ref)
+        return None
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Report a handshake that does not offer ``ocpp1.6`` (websockets then answers 400)."""
@@ -767,7 +767,7 @@ class LibChargePoint(ChargePoint):
         unique_id = str(uuid.uuid4())
         tag = {} if ref is None else {"ref": ref}
 
-        def failed(error_code: object, description: str, **fields: Any) -> None:
+        def failed(error_code: object, description: object, **fields: Any) -> None:
             emit(
                 "call_error",
                 station=self.id,
@@ -776,6 +776,16 @@ class LibChargePoint(ChargePoint):
                 error_code=error_code,
                 description=description,
                 **fields,
+                **tag,
+            )
+
+        def succeeded(result: object) -> None:
+            emit(
+                "call_result",
+                station=self.id,
+                action=action,
+                unique_id=unique_id,
+                payload=result,
                 **tag,
             )
 
@@ -809,8 +819,30 @@ class LibChargePoint(ChargePoint):
         except ConnectionClosed:
             failed(None, "the connection closed before the answer")
         except asyncio.CancelledError:
-            if unique_id in self._outstanding:
-                failed(None, "the connection closed before the answer")
+            # The connection closed. The answer may have arrived just before: report it.
+            answer = self._answers.get(unique_id)
+            if answer is None:
+                if unique_id in self._outstanding:
+                    failed(None, "the connection closed before the answer")
+            elif answer[0] == MessageType.CallError:
+                failed(
+                    answer[2] if len(answer) > 2 else None,
+                    answer[3] if len(answer) > 3 else None,
+                    details=answer[4] if len(answer) > 4 else None,
+                )
+            else:
+                result = answer[2] if len(answer) > 2 else None
+                errors = schema_errors(MessageType.CallResult, action, result)
+                if errors:
+                    self.violation(
+                        f"{action} CALLRESULT {unique_id!r} fails the schema: {errors[0]}",
+                        action=action,
+                        unique_id=unique_id,
+                        errors=errors,
+                    )
+                    failed(None, f"the CALLRESULT fails the schema: {errors[0]}", payload=result)
+                else:
+                    succeeded(result)
             raise
         except Exception as exc:
             # E.g. the library failing to build its result dataclass from the payload.
@@ -823,14 +855,7 @@ class LibChargePoint(ChargePoint):
             failed(None, f"the CALLRESULT could not be processed: {exc!r}")
         else:
             answer = self._answers.get(unique_id)
-            emit(
-                "call_result",
-                station=self.id,
-                action=action,
-                unique_id=unique_id,
-                payload=answer[2] if answer else None,
-                **tag,
-            )
+            succeeded(answer[2] if answer else None)
         finally:
             self._outstanding.pop(unique_id, None)
             self._answers.pop(unique_id, None)
