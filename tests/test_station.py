@@ -17,7 +17,6 @@ from memlink import MemoryNetwork, make_station, shipped_template, wait_state
 from evsim_trio.csms import EmbeddedCsms, StationRecord
 from evsim_trio.ocpp import (
     Call,
-    NotImplementedOcppError,
     NotSupportedError,
 )
 from evsim_trio.station import Station, StationState, WsState, reconnect_delay, station_rng

@@ -125,8 +125,11 @@ def plan_fleet(
     seed: int,
     embedded_csms_url: str | None,
     entries: Sequence[StationEntry] | None = None,
+    first_index: int = 1,
 ) -> list[PlannedStation]:
     """Ids and supervision URLs of every station, in config order; pure (no I/O).
+
+    Indexes run from `first_index` per entry (stations added at run time continue a series).
 
     Raises BuildError when ids collide or a station has no URL to connect to.
     """
@@ -147,7 +150,7 @@ def plan_fleet(
             raise BuildError(
                 f"{site.path}: stations[{entry_index}]: no supervision URL and no embedded CSMS"
             )
-        for index in range(1, entry.count + 1):
+        for index in range(first_index, first_index + entry.count):
             sid = station_id(
                 base_name,
                 index,
@@ -172,10 +175,18 @@ def build_specs(
     state_dir: Path,
     embedded_csms_url: str | None,
     entries: Sequence[StationEntry] | None = None,
+    first_index: int = 1,
 ) -> list[StationSpec]:
     """Every station of the site, with its persisted state loaded. Raises BuildError."""
     specs = []
-    for p in plan_fleet(site, seed=seed, embedded_csms_url=embedded_csms_url, entries=entries):
+    planned = plan_fleet(
+        site,
+        seed=seed,
+        embedded_csms_url=embedded_csms_url,
+        entries=entries,
+        first_index=first_index,
+    )
+    for p in planned:
         identity, path, state = _identity(
             p.template, p.entry_index, p.index, p.station_id, seed, state_dir
         )

@@ -1,7 +1,7 @@
 """Fleet operations for the command interface: start/stop stations, add and delete them.
 
 Functions taking the simulator, so that `Simulator` itself stays the fleet runner; they use
-its nursery and bookkeeping (`_start`, `_on_station_change`) from inside the package.
+its public fleet API (`running`, `make_station`, `start_station`, `notify_changed`).
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def control_state(simulator: Simulator) -> ControlState:
 
 def notify_changed(simulator: Simulator) -> None:
     """Wake `simulator.wait_changed()` waiters (the UI's refresh) after a change of ours."""
-    simulator._changed.set()
-    simulator._changed = trio.Event()
+    simulator.notify_changed()
 
 
 def find_stations(
@@ -110,7 +109,7 @@ async def _wait_stopped(simulator: Simulator, stations: Iterable[Station], wait:
 
 
 def _require_running(simulator: Simulator) -> None:
-    if simulator._nursery is None:
+    if not simulator.running:
         raise ControlError("the simulator is not running")
 
 
@@ -124,7 +123,7 @@ async def start_station(simulator: Simulator, station: Station) -> None:
     station.registration = None
     station.boot_response = None
     station.open_connection()
-    simulator._start(station)
+    simulator.start_station(station)
     # Mark it at once: a second start before its task runs must not start it twice.
     station.started = True
     station.changed()
@@ -231,13 +230,11 @@ async def add_stations(
     first = _next_index(simulator, base_name, template)
     entry = StationEntry(
         template=key,
-        count=first + count,
+        count=count,
         base_name=base_name,
         supervision_urls=(urls,) if isinstance(urls, str) else (tuple(urls) if urls else None),
         auto_start=bool(options.get("autoStart", True)),
     )
-    # build_specs numbers stations from 1: build through the new ones, keep only those.
-    # (A `first_index` argument to build_specs would save reading the others' state.)
     try:
         specs = await trio.to_thread.run_sync(
             lambda: build_specs(
@@ -246,7 +243,8 @@ async def add_stations(
                 state_dir=simulator.state_dir,
                 embedded_csms_url=simulator.csms_url,
                 entries=[entry],
-            )[first:]
+                first_index=first + 1,
+            )
         )
     except BuildError as exc:
         raise ControlError(str(exc)) from None
@@ -257,8 +255,7 @@ async def add_stations(
     simulator.site = site
     added = []
     for spec in specs:
-        station = Station(spec, connect=simulator._connect)
-        station.on_change = simulator._on_station_change
+        station = simulator.make_station(spec)
         simulator.stations.append(station)
         added.append(station)
         if spec.auto_start:

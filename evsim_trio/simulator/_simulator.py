@@ -14,7 +14,7 @@ import trio
 from evsim_trio.config import Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._build import build_specs
-from evsim_trio.station import Connect, Station, StationState
+from evsim_trio.station import Connect, Station, StationSpec, StationState
 
 log = logging.getLogger(__name__)
 
@@ -107,17 +107,28 @@ class Simulator:
                     embedded_csms_url=self.csms_url,
                 )
             )
-            self.stations = [Station(spec, connect=self._connect) for spec in specs]
+            self.stations = [self.make_station(spec) for spec in specs]
             for station in self.stations:
-                station.on_change = self._on_station_change
                 if station.spec.auto_start:
-                    self._start(station)
+                    self.start_station(station)
             log.info("%d stations built, seed %d", len(self.stations), self.seed)
             task_status.started(self)
             await trio.sleep_forever()
 
-    def _start(self, station: Station) -> None:
-        assert self._nursery is not None
+    @property
+    def running(self) -> bool:
+        """Whether `run()` is running (stations can be started)."""
+        return self._nursery is not None
+
+    def make_station(self, spec: StationSpec) -> Station:
+        """A station of this fleet (not started, not added to `stations`)."""
+        station = Station(spec, connect=self._connect)
+        station.on_change = self._on_station_change
+        return station
+
+    def start_station(self, station: Station) -> None:
+        """Run `station` in the simulator's nursery (the caller checks it is not running)."""
+        assert self._nursery is not None, "the simulator is not running"
         if self._running == 0:
             self._idle = trio.Event()
         self._running += 1
@@ -133,6 +144,10 @@ class Simulator:
 
     def _on_station_change(self, station: Station) -> None:
         del station
+        self.notify_changed()
+
+    def notify_changed(self) -> None:
+        """Wake `wait_changed()` waiters (the UI's refresh push)."""
         self._changed.set()
         self._changed = trio.Event()
 

@@ -29,7 +29,8 @@ from evsim_trio.station._link import (
 from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
 from evsim_trio.station._online import RegistrationFailed, StationState, WsState
 from evsim_trio.station._persistence import load_state, save_state, state_path
-from evsim_trio.station._station import Station, StationSpec, StationStatistics
+from evsim_trio.station._station import Station, StationSpec
+from evsim_trio.station._stats import LatencyHistogram, StationStatistics
 
 __all__ = [
     "OCPP16_SUBPROTOCOL",
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigurationKey",
     "Connect",
     "Connector",
+    "LatencyHistogram",
     "LinkError",
     "NotConnected",
     "OcppConfiguration",

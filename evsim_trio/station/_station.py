@@ -44,6 +44,7 @@ from evsim_trio.station._ocpp_config import OcppConfiguration
 from evsim_trio.station._online import OnlineMixin, StationState, WsState
 from evsim_trio.station._queue import MessageQueue
 from evsim_trio.station._state_io import StateMixin
+from evsim_trio.station._stats import StationStatistics
 from evsim_trio.station._transactions import TransactionsMixin
 
 if TYPE_CHECKING:
@@ -68,20 +69,6 @@ class StationSpec:
     id_tags: tuple[str, ...] = ()
     state_path: Path | None = None
     state: Mapping[str, Any] | None = None
-
-
-@attrs.define
-class StationStatistics:
-    """Counters of one station's link; cheap integer bumps on the hot path."""
-
-    calls_sent: int = 0
-    call_errors: int = 0
-    call_timeouts: int = 0
-    connects: int = 0
-    connect_failures: int = 0
-    boot_attempts: int = 0
-    transactions_started: int = 0
-    transactions_stopped: int = 0
 
 
 class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
@@ -292,6 +279,9 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         """
         self.started = True
         self._stop_requested = False
+        # A (re)start is a power cycle: the station registers again (1.6 §4.2).
+        self.registration = None
+        self.boot_response = None
         self.state = StationState.CONNECTING
         self.changed()
         try:
@@ -385,9 +375,14 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         connection = self._connection
         if connection is None:
             raise NotConnected(f"{self.label}: not connected")
-        self.stats.calls_sent += 1
+        stats = self.stats
+        stats.calls_sent += 1
+        stats.sent_by_action[action] += 1
+        started = trio.current_time()
         try:
-            return await connection.call(action, payload)
+            result = await connection.call(action, payload)
+            stats.observe(action, trio.current_time() - started)
+            return result
         except CallTimeout:
             self.stats.call_timeouts += 1
             raise
@@ -470,6 +465,7 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
 
     # -- CSMS-initiated requests -----------------------------------------------------------
     async def _handle_incoming(self, call: Call) -> Payload:
+        self.stats.received_by_action[call.action] += 1
         if self.registration == "Rejected":
             # While Rejected the station does not take part in OCPP (1.6 §4.2.1).
             raise SecurityError("BootNotification was Rejected")

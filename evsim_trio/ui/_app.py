@@ -23,7 +23,7 @@ from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 from evsim_trio.config import UiServerSection
 
 # The command interface; `evsim_trio.simulator` will re-export these (see the UI report).
-from evsim_trio.simulator._commands import UnknownProcedure, execute
+from evsim_trio.simulator import UnknownProcedure, execute
 from evsim_trio.ui._auth import Authenticator
 from evsim_trio.ui._metrics import UiStatistics, make_registry
 from evsim_trio.ui._srpc import (
