@@ -78,6 +78,7 @@ class OnlineMixin:
     connectors: dict[int, Connector]
     rng: random.Random
     supervision_url: str
+    firmware_version: str
     validator: SchemaValidator | None
     state: StationState
     ws_state: WsState
@@ -277,7 +278,7 @@ class OnlineMixin:
         optional = {
             "chargePointSerialNumber": identity.charge_point_serial_number,
             "chargeBoxSerialNumber": identity.charge_box_serial_number,
-            "firmwareVersion": template.firmware_version,
+            "firmwareVersion": self.firmware_version,
         }
         payload.update((k, v) for k, v in optional.items() if v)
         return payload

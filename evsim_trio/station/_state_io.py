@@ -60,6 +60,7 @@ class StateMixin:
     queue: MessageQueue
     tx_ids: dict[int, int | None]
     next_local_tx: int
+    firmware_version: str
     auth_cache: dict[str, dict[str, Any]]
     spec: Any
     _dirty: trio.Event
@@ -92,6 +93,7 @@ class StateMixin:
             "tx_ids": {str(k): v for k, v in self.tx_ids.items() if v is not None},
             "open_tx": sorted(self.tx_ids),
             "next_local_tx": self.next_local_tx,
+            "firmware_version": self.firmware_version,
             "auth_cache": self.auth_cache,
             "profiles": self.profiles.to_state(),
         }
@@ -127,6 +129,7 @@ class StateMixin:
         self.tx_ids = {int(k): None for k in state.get("open_tx", [])}
         self.tx_ids.update({int(k): int(v) for k, v in dict(state.get("tx_ids", {})).items()})
         self.next_local_tx = int(state.get("next_local_tx", 0))
+        self.firmware_version = str(state.get("firmware_version", self.firmware_version))
         self.auth_cache = dict(state.get("auth_cache", {}))
         if "profiles" in state:
             self.profiles.from_state(state["profiles"])

@@ -121,6 +121,8 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
         self.tx_ids: dict[int, int | None] = {}
         self.next_local_tx = 0
         self.auth_cache: dict[str, dict[str, Any]] = {}
+        # The running firmware: the template's, until an UpdateFirmware installs another.
+        self.firmware_version = template.firmware_version
         self.diagnostics_status = "Idle"
         self.firmware_status = "Idle"
         self.handlers: dict[str, IncomingHandler] = {
