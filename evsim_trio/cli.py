@@ -1,8 +1,13 @@
-"""`evsim-trio run | validate | csms`: exit codes 0 ok, 1 runtime failure, 2 bad config or usage."""
+"""`evsim-trio run | validate | csms`.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 (`run`) a `[report] fail_if`
+threshold was breached.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -15,14 +20,37 @@ from evsim_trio import __version__
 from evsim_trio._logsetup import setup_logging
 from evsim_trio._resources import data_dir
 from evsim_trio.config import ConfigError, Site, load_site
-from evsim_trio.simulator import BuildError, Simulator, plan_fleet
+from evsim_trio.simulator import (
+    BuildError,
+    PerformanceStorage,
+    Shard,
+    Simulator,
+    StorageError,
+    check_thresholds,
+    collect_statistics,
+    format_table,
+    open_storage,
+    parse_shard,
+    plan_fleet,
+    run_statistics,
+    thresholds_json,
+)
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_THRESHOLDS = 3
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 STATUS_PERIOD = 1.0
+SHARD_HELP = "only the K-th of N disjoint slices of the fleet (K = 1..N)"
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", default="configs/site.toml", help="site config (TOML)")
     run.add_argument("--log-level", choices=LOG_LEVELS, help="override [log] level")
     run.add_argument("--seed", type=int, help="override [simulator] seed")
+    run.add_argument("--shard", type=_shard, metavar="K/N", help=SHARD_HELP)
+    run.add_argument(
+        "--report", type=Path, metavar="FILE", help="write the end-of-run statistics as JSON"
+    )
     validate = sub.add_parser("validate", help="check a site config and its templates")
     validate.add_argument("config", help="site config (TOML)")
+    validate.add_argument("--shard", type=_shard, metavar="K/N", help=SHARD_HELP)
     csms = sub.add_parser("csms", help="run the embedded CSMS alone")
     csms.add_argument("--host", default="127.0.0.1")
     csms.add_argument("--port", type=int, default=9000)
@@ -80,12 +113,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             site,
             seed=site.config.simulator.seed or 0,
             embedded_csms_url=f"ws://{csms.host}:{csms.port}" if csms.enabled else None,
+            shard=args.shard,
         )
     except BuildError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
     print(
-        f"{site.path}: ok: {len(planned)} stations from {len(site.templates)} templates"
+        f"{site.path}: ok: {len(planned)} stations{shard} from {len(site.templates)} templates"
         f"{', embedded CSMS enabled' if csms.enabled else ''}"
     )
     return EXIT_OK
@@ -122,9 +157,13 @@ async def _report(simulator: Simulator, status: _StatusLine) -> None:
         await trio.sleep(0.2)  # coalesce bursts of changes into one line
 
 
-async def _run(site: Site, seed: int | None) -> int:
+async def _run(
+    site: Site,
+    args: argparse.Namespace,
+    storage: PerformanceStorage | None,
+) -> int:
     started = time.monotonic()
-    simulator = Simulator(site, seed=seed)
+    simulator = Simulator(site, seed=args.seed, shard=args.shard)
     status = _StatusLine()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -141,6 +180,9 @@ async def _run(site: Site, seed: int | None) -> int:
                 flush=True,
             )
             nursery.start_soon(_report, simulator, status)
+            nursery.start_soon(
+                run_statistics, simulator, site.config.simulator.statistics_interval, storage
+            )
             async for _ in signals:
                 break
             await simulator.shutdown()
@@ -158,7 +200,50 @@ async def _run(site: Site, seed: int | None) -> int:
         received = sum(simulator.csms.received.values())
         summary += f"; embedded CSMS received {received} calls"
     print(summary, flush=True)
-    return EXIT_OK
+    return await _final_statistics(site, args, simulator, storage, time.monotonic() - started)
+
+
+async def _final_statistics(
+    site: Site,
+    args: argparse.Namespace,
+    simulator: Simulator,
+    storage: PerformanceStorage | None,
+    duration: float,
+) -> int:
+    """Print the statistics table, record and report them; EXIT_THRESHOLDS on a breach."""
+    statistics = collect_statistics(simulator.stations)
+    print(format_table(statistics.fleet), flush=True)
+    code = EXIT_OK
+    if storage is not None:
+        try:
+            await storage.write(statistics)
+        except StorageError as exc:
+            _error(str(exc))
+            code = EXIT_RUNTIME
+    fail_if = site.config.report.fail_if
+    breaches = check_thresholds(statistics.fleet, fail_if)
+    if args.report is not None:
+        report = {
+            "timestamp": statistics.timestamp,
+            "duration_s": round(duration, 3),
+            "seed": simulator.seed,
+            "shard": f"{args.shard[0]}/{args.shard[1]}" if args.shard else None,
+            "thresholds": thresholds_json(fail_if),
+            "breaches": breaches,
+            "passed": not breaches,
+            **statistics.to_json(),
+        }
+        text = json.dumps(report, indent=1)
+        try:
+            await trio.Path(args.report).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            _error(f"report: {exc}")
+            code = EXIT_RUNTIME
+    if breaches:
+        for breach in breaches:
+            _error(f"threshold breached: {breach}")
+        return EXIT_THRESHOLDS
+    return code
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -174,9 +259,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             _error(f"{site.path}: {exc}")
             return EXIT_USAGE
     setup_logging(site.config.log, args.log_level)
+    try:
+        storage = open_storage(
+            site.config.performance_storage, Path(site.config.simulator.state_dir), args.shard
+        )
+    except StorageError as exc:
+        _error(f"{site.path}: {exc}")
+        return EXIT_USAGE
     code = EXIT_RUNTIME
     try:
-        code = trio.run(_run, site, args.seed)
+        code = trio.run(_run, site, args, storage)
     except* BuildError as group:
         _error("; ".join(str(exc) for exc in group.exceptions))
         code = EXIT_USAGE

@@ -19,6 +19,7 @@ from evsim_trio.config import (
     ConfigError,
     ConfigurationKey,
     ConnectorTemplate,
+    FailIf,
     MeterValueTemplate,
     SiteConfig,
     StationTemplate,
@@ -200,6 +201,8 @@ def test_empty_site_config_takes_every_default(project: Path) -> None:
     assert (config.ui_server.enabled, config.ui_server.port) == (True, 8080)
     assert not config.ui_server.authentication.enabled
     assert not config.performance_storage.enabled
+    assert config.performance_storage.type == "none"
+    assert config.report.fail_if == FailIf()
     assert config.stations == ()
 
 
@@ -345,7 +348,13 @@ SITE_ERRORS = [
     ("[workers]\nprocesses = -1\n", 'workers.processes: expected "auto" or an integer >= 0, got -1'),
     ("[ui_server.authentication]\nenabled = true\n", "ui_server.authentication.username: expected a non-empty string when enabled is true"),
     ('[ui_server.authentication]\ntype = "digest"\n', 'ui_server.authentication.type: expected one of basic-auth, protocol-basic-auth, got "digest"'),
-    ('[performance_storage]\ntype = "mongodb"\n', 'performance_storage.type: expected one of jsonfile, none, got "mongodb"'),
+    ('[performance_storage]\ntype = "mongodb"\n', 'performance_storage.type: expected one of none, jsonfile, sqlite, got "mongodb"'),
+    ("[performance_storage]\nenabled = true\n", "performance_storage.type: expected jsonfile or sqlite when enabled is true"),
+    ("[report.fail_if]\np95_ms = -1\n", "report.fail_if.p95_ms: expected a number >= 0, got -1"),
+    ('[report.fail_if]\np99_ms = "1s"\n', 'report.fail_if.p99_ms: expected a number >= 0, got "1s"'),
+    ("[report.fail_if]\nerror_rate = 2\n", "report.fail_if.error_rate: expected a number between 0 and 1, got 2"),
+    ("[report.fail_if]\ntimeouts = 1.5\n", "report.fail_if.timeouts: expected an integer >= 0, got 1.5"),
+    ("[report.fail_if]\np90_ms = 100\n", "report.fail_if.p90_ms: unknown key (did you mean p99_ms?)"),
     ("simulator = 5\n", "simulator: expected a table, got 5"),
     ("[[stations]]\ncount = 1\n", "stations[0].template: missing required key"),
     ('[[stations]]\ntemplate = "../station_templates/ok.toml"\n[[stations]]\ntemplate = "../station_templates/ok.toml"\ncount = -3\n', "stations[1].count: expected an integer >= 0, got -3"),
@@ -459,6 +468,7 @@ TEMPLATE_ERRORS = [
     (MINIMAL + "[automatic_transaction_generator]\nstop_after_hours = 0\n", "automatic_transaction_generator.stop_after_hours: expected a number > 0, got 0"),
     (MINIMAL + "[automatic_transaction_generator]\nid_tag_distribution = 'fair'\n", 'automatic_transaction_generator.id_tag_distribution: expected one of random, round-robin, connector-affinity, got "fair"'),
     (MINIMAL + "[automatic_transaction_generator]\nenable = true\n", "authorization_file: expected a file of id tags: automatic_transaction_generator.enable is true"),
+    (MINIMAL + "[firmware_upgrade]\nfailure = 'later'\n", 'firmware_upgrade.failure: expected one of none, download, install, got "later"'),
     (MINIMAL + "[connectors.1]\nboot_status = 'Broken'\n", 'connectors.1.boot_status: expected one of Available, Preparing, Charging, SuspendedEVSE, SuspendedEV, Finishing, Reserved, Unavailable, Faulted, got "Broken"'),
     (MINIMAL + "[connectors.1]\nstatus = 'Available'\n", "connectors.1.status: unknown key (did you mean boot_status?)"),
     (MINIMAL + "[connectors.one]\n", "connectors.one: expected an integer key >= 0"),

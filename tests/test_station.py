@@ -221,11 +221,15 @@ async def test_unhandled_action_gets_not_supported_and_station_stays_connected(
     with trio.fail_after(HOUR):
         async with running(station):
             await wait_state(station, StationState.BOOTED)
-            # GetLocalListVersion has no handler yet (the local list comes with issue 5): a
-            # known 1.6 action, so NotSupported (unknown actions get NotImplemented, below).
-            assert "GetLocalListVersion" not in station.handlers
+            # The security whitepaper's certificate actions have no handler: known 1.6
+            # actions, so NotSupported (unknown actions get NotImplemented, below).
+            assert "GetInstalledCertificateIds" not in station.handlers
             with pytest.raises(NotSupportedError):
-                await csms.call(station.station_id, "GetLocalListVersion", {})
+                await csms.call(
+                    station.station_id,
+                    "GetInstalledCertificateIds",
+                    {"certificateType": "CentralSystemRootCertificate"},
+                )
             beats = csms.stations[station.station_id].received["Heartbeat"]
             await trio.sleep(61)
             assert csms.stations[station.station_id].received["Heartbeat"] == beats + 1

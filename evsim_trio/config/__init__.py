@@ -10,8 +10,10 @@ from evsim_trio.config._errors import ConfigError
 from evsim_trio.config._load import load_id_tags, load_site, load_template, validate_site
 from evsim_trio.config._site import (
     CsmsSection,
+    FailIf,
     LogSection,
     PerformanceStorageSection,
+    ReportSection,
     SimulatorSection,
     Site,
     SiteConfig,
@@ -26,6 +28,7 @@ from evsim_trio.config._template import (
     CommandsSupport,
     ConfigurationKey,
     ConnectorTemplate,
+    FirmwareUpgrade,
     MeterValueTemplate,
     StationTemplate,
 )
@@ -37,9 +40,12 @@ __all__ = [
     "ConfigurationKey",
     "ConnectorTemplate",
     "CsmsSection",
+    "FailIf",
+    "FirmwareUpgrade",
     "LogSection",
     "MeterValueTemplate",
     "PerformanceStorageSection",
+    "ReportSection",
     "SimulatorSection",
     "Site",
     "SiteConfig",

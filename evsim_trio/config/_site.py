@@ -24,7 +24,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 Distribution = Literal["charging-station-affinity", "round-robin", "random"]
 UiAuthenticationType = Literal["basic-auth", "protocol-basic-auth"]
-PerformanceStorageType = Literal["jsonfile", "none"]
+PerformanceStorageType = Literal["none", "jsonfile", "sqlite"]
 
 
 @attrs.frozen
@@ -100,11 +100,41 @@ class UiServerSection:
 
 @attrs.frozen
 class PerformanceStorageSection:
-    """`[performance_storage]`: where fleet performance records go."""
+    """`[performance_storage]`: where fleet statistics are recorded every statistics interval.
+
+    Records are written when `enabled` and `type` is not `none`.
+    """
 
     enabled: bool = False
-    type: PerformanceStorageType = "jsonfile"
+    type: PerformanceStorageType = attrs.field(default="none")
     uri: str = ""
+
+    @type.validator
+    def _check_type(self, attribute: attrs.Attribute[object], value: object) -> None:
+        if self.enabled and value == "none":
+            raise Invalid((attribute.name,), "expected jsonfile or sqlite when enabled is true")
+
+    @property
+    def active(self) -> bool:
+        """Whether records are written."""
+        return self.enabled and self.type != "none"
+
+
+@attrs.frozen
+class FailIf:
+    """`[report.fail_if]`: thresholds that make `evsim-trio run` exit 3; unset ones are off."""
+
+    p95_ms: float | None = attrs.field(default=None, validator=number(ge=0))
+    p99_ms: float | None = attrs.field(default=None, validator=number(ge=0))
+    error_rate: float | None = attrs.field(default=None, validator=number(ge=0, le=1))
+    timeouts: int | None = attrs.field(default=None, validator=integer(ge=0))
+
+
+@attrs.frozen
+class ReportSection:
+    """`[report]`: the end-of-run report's pass/fail thresholds."""
+
+    fail_if: FailIf = attrs.field(factory=FailIf)
 
 
 @attrs.frozen
@@ -129,6 +159,7 @@ class SiteConfig:
     workers: WorkersSection = attrs.field(factory=WorkersSection)
     ui_server: UiServerSection = attrs.field(factory=UiServerSection)
     performance_storage: PerformanceStorageSection = attrs.field(factory=PerformanceStorageSection)
+    report: ReportSection = attrs.field(factory=ReportSection)
     stations: tuple[StationEntry, ...] = ()
 
 

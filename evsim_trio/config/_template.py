@@ -1,7 +1,7 @@
 """Station templates (`station_templates/*.toml`): the seed's template keys in snake_case.
 
-Defaults are the seed README's; `reconnect_base_delay`, `reconnect_max_delay` and
-`call_timeout` are evsim-trio additions.
+Defaults are the seed README's; `reconnect_base_delay`, `reconnect_max_delay`, `call_timeout`
+and `[firmware_upgrade]` are evsim-trio additions.
 """
 
 from __future__ import annotations
@@ -93,6 +93,26 @@ class AtgConfig:
                     (high,),
                     f"expected a value >= {low} ({getattr(self, low)}), got {getattr(self, high)}",
                 )
+
+
+FirmwareFailure = Literal["none", "download", "install"]
+
+
+@attrs.frozen
+class FirmwareUpgrade:
+    """`[firmware_upgrade]`: how an UpdateFirmware (OCPP 1.6 §5.19) plays out (evsim-trio addition).
+
+    `version` is the firmware version installed; empty derives it from the running version by
+    incrementing its last integer ("1.4.2" -> "1.4.3").
+    """
+
+    download_duration: float = attrs.field(default=10.0, validator=number(ge=0))
+    install_duration: float = attrs.field(default=30.0, validator=number(ge=0))
+    failure: FirmwareFailure = "none"
+    version: str = attrs.field(
+        default="", validator=length(0, 50, "BootNotification firmwareVersion")
+    )
+    reset: bool = True
 
 
 def _default_unit(meter: MeterValueTemplate) -> str | None:
@@ -228,6 +248,7 @@ class StationTemplate:
     commands_support: CommandsSupport = attrs.field(factory=CommandsSupport)
     configuration: tuple[ConfigurationKey, ...] = ()
     automatic_transaction_generator: AtgConfig = attrs.field(factory=AtgConfig)
+    firmware_upgrade: FirmwareUpgrade = attrs.field(factory=FirmwareUpgrade)
     connectors: Mapping[int, ConnectorTemplate] = attrs.field(factory=dict)
     # evsim-trio additions
     reconnect_base_delay: float = attrs.field(default=1.0, validator=number(gt=0))

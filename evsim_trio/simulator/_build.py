@@ -107,6 +107,28 @@ def _identity(
     return identity, path, state
 
 
+Shard = tuple[int, int]
+"""(K, N): the K-th (1-based) of N disjoint slices of a fleet."""
+
+
+def parse_shard(text: str) -> Shard:
+    """`"K/N"` as (K, N); raises ValueError unless 1 <= K <= N."""
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"expected K/N with 1 <= K <= N (e.g. 2/3), got {text!r}")
+    return shard
+
+
+def _check_shard(shard: Shard) -> None:
+    k, n = shard
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {k}/{n}: expected 1 <= K <= N")
+
+
 @attrs.frozen
 class PlannedStation:
     """A station's place in the fleet, before anything is read from or written to disk."""
@@ -126,13 +148,20 @@ def plan_fleet(
     embedded_csms_url: str | None,
     entries: Sequence[StationEntry] | None = None,
     first_index: int = 1,
+    shard: Shard | None = None,
 ) -> list[PlannedStation]:
     """Ids and supervision URLs of every station, in config order; pure (no I/O).
 
     Indexes run from `first_index` per entry (stations added at run time continue a series).
+    With `shard=(K, N)`, only the stations whose position p (0-based, in config order over the
+    whole fleet) has p % N == K - 1: N shards are disjoint and together the whole fleet, and a
+    station has the same id, index and URL in its shard as in the whole fleet.
 
-    Raises BuildError when ids collide or a station has no URL to connect to.
+    Raises BuildError when ids collide or a station has no URL to connect to, ValueError for a
+    shard that is not 1 <= K <= N.
     """
+    if shard is not None:
+        _check_shard(shard)
     config = site.config
     distributor = _Distributor(config.supervision.distribution, seed)
     planned: list[PlannedStation] = []
@@ -165,6 +194,11 @@ def plan_fleet(
             seen[sid] = entry_index
             url = distributor.pick(urls, sid, index)
             planned.append(PlannedStation(entry_index, entry, template, index, sid, url))
+    if shard is not None:
+        k, n = shard
+        # Sliced after the whole fleet is planned: ids are checked for collisions fleet-wide and
+        # round-robin URLs are dealt as without shards.
+        return planned[k - 1 :: n]
     return planned
 
 
@@ -176,8 +210,12 @@ def build_specs(
     embedded_csms_url: str | None,
     entries: Sequence[StationEntry] | None = None,
     first_index: int = 1,
+    shard: Shard | None = None,
 ) -> list[StationSpec]:
-    """Every station of the site, with its persisted state loaded. Raises BuildError."""
+    """Every station of the site (or of its `shard`, see `plan_fleet`), with its state loaded.
+
+    Raises BuildError (and ValueError for a bad shard).
+    """
     specs = []
     planned = plan_fleet(
         site,
@@ -185,6 +223,7 @@ def build_specs(
         embedded_csms_url=embedded_csms_url,
         entries=entries,
         first_index=first_index,
+        shard=shard,
     )
     for p in planned:
         identity, path, state = _identity(

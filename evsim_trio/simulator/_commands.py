@@ -28,7 +28,8 @@ from evsim_trio.simulator._control import (
     stop_stations,
     template_catalogue,
 )
-from evsim_trio.simulator._snapshot import camel_dict, charging_station_data, jsonable
+from evsim_trio.simulator._snapshot import _camel, charging_station_data, jsonable
+from evsim_trio.simulator._statistics import collect_statistics
 from evsim_trio.station import Connector, LinkError, Station
 
 if TYPE_CHECKING:
@@ -222,19 +223,46 @@ async def _delete_charging_stations(simulator: Simulator, payload: Payload) -> P
     return {"status": "success", "hashIdsSucceeded": [s.hash_id for s in stations]}
 
 
+_RAW_COUNTERS = (
+    "calls_sent",
+    "call_errors",
+    "call_timeouts",
+    "connects",
+    "connect_failures",
+    "boot_attempts",
+    "transactions_started",
+    "transactions_stopped",
+)
+
+
+def _camel_keys(value: Any) -> Any:
+    """Statistics keys in camelCase (action names and error codes have no underscores)."""
+    if isinstance(value, dict):
+        return {_camel(str(k)): _camel_keys(v) for k, v in value.items()}
+    return value
+
+
 async def _performance_statistics(simulator: Simulator, payload: Payload) -> Payload:
-    return {
-        "status": "success",
-        "performanceStatistics": [
+    statistics = collect_statistics(simulator.stations)
+    fleet = statistics.fleet.summary()
+    entries = []
+    for station, figures in zip(simulator.stations, statistics.stations, strict=True):
+        data = {name: getattr(station.stats, name) for name in _RAW_COUNTERS}
+        data.update(figures.traffic.summary())
+        entries.append(
             {
                 "id": station.station_id,
                 "hashId": station.hash_id,
                 "name": station.station_id,
                 "uri": station.url(),
-                "statisticsData": camel_dict(station.stats),
+                "statisticsData": _camel_keys(data),
             }
-            for station in simulator.stations
-        ],
+        )
+    return {
+        "status": "success",
+        "timestamp": statistics.timestamp,
+        "fleet": _camel_keys({"station_count": len(entries), **fleet}),
+        "performanceStatistics": entries,
     }
 
 

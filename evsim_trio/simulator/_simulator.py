@@ -61,8 +61,11 @@ class Simulator:
         seed: int | None = None,
         state_dir: Path | None = None,
         connect: Connect | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.site = site
+        # (K, N): run only the K-th of N disjoint slices of the fleet (see `plan_fleet`).
+        self.shard = shard
         config = site.config
         if seed is None:
             seed = config.simulator.seed
@@ -105,6 +108,7 @@ class Simulator:
                     seed=self.seed,
                     state_dir=self.state_dir,
                     embedded_csms_url=self.csms_url,
+                    shard=self.shard,
                 )
             )
             self.stations = [self.make_station(spec) for spec in specs]

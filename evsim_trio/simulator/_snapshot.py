@@ -105,7 +105,7 @@ def charging_station_data(station: Station) -> Payload:
             "templateIndex": identity.index,
             "chargePointVendor": template.charge_point_vendor,
             "chargePointModel": template.charge_point_model,
-            "firmwareVersion": template.firmware_version,
+            "firmwareVersion": station.firmware_version,
             "ocppVersion": template.ocpp_version,
             "chargePointSerialNumber": identity.charge_point_serial_number,
             "chargeBoxSerialNumber": identity.charge_box_serial_number,

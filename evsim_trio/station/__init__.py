@@ -6,6 +6,9 @@ from evsim_trio.station import (
     _h_config,  # noqa: F401  (registers the configuration handlers)
     _h_core,  # noqa: F401  (registers the core handlers)
     _h_diagnostics,  # noqa: F401  (registers GetDiagnostics)
+    _h_firmware,  # noqa: F401  (registers UpdateFirmware)
+    _h_local_auth,  # noqa: F401  (registers SendLocalList, GetLocalListVersion)
+    _h_reservations,  # noqa: F401  (registers ReserveNow, CancelReservation)
 )
 from evsim_trio.station._backoff import reconnect_delay
 from evsim_trio.station._clock import ocpp_timestamp, utc_now

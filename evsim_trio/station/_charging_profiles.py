@@ -279,6 +279,42 @@ class ProfileStore:
         anchor = aware(tx_start) if tx_start is not None else when
         return self._limit(connector_id, when, anchor, voltage, phases, dc)
 
+    def change_points(
+        self,
+        connector_id: int,
+        start: datetime,
+        end: datetime,
+        *,
+        tx_start: datetime | None = None,
+    ) -> list[datetime]:
+        """The instants in (start, end), sorted, where the composite limit of `connector_id`
+        may change: period starts, ends of runs and of recurrences, validFrom and validTo of
+        every profile that takes part in it. Between two of them `limit_at` is constant.
+
+        `tx_start` starts Relative schedules (None: they run from `start`, as in
+        `composite_schedule`).
+        """
+        start, end = aware(start), aware(end)
+        if not self._profiles or end <= start:
+            return []
+        anchor = aware(tx_start) if tx_start is not None else start
+        points: set[datetime] = set()
+        for purpose in PURPOSES:
+            for profile in self._candidates(connector_id, purpose):
+                points.update(profile.change_points(start, end, anchor))
+        return sorted(points)
+
+    def snapshot(self) -> ProfileStore:
+        """A copy of the installed profiles as they are now; later changes leave it alone.
+
+        The meter integrates the time since its last step under the profiles of that time,
+        even when it is asked to after a change (the station advances the meter right after
+        SetChargingProfile / ClearChargingProfile).
+        """
+        copied = ProfileStore()
+        copied._profiles = list(self._profiles)  # the profiles themselves are frozen
+        return copied
+
     def composite_schedule(
         self,
         connector_id: int,
@@ -308,10 +344,8 @@ class ProfileStore:
         end = start + timedelta(seconds=duration_s)
         anchor = aware(tx_start) if tx_start is not None else start
         offsets = {0}
-        for purpose in PURPOSES:
-            for profile in self._candidates(connector_id, purpose):
-                for point in profile.change_points(start, end, anchor):
-                    offsets.add(math.ceil((point - start).total_seconds()))
+        for point in self.change_points(connector_id, start, end, tx_start=anchor):
+            offsets.add(math.ceil((point - start).total_seconds()))
         steps = [
             (
                 offset,

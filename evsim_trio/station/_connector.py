@@ -97,6 +97,11 @@ class Connector:
         """Whether the connector may be used (availability Operative, not Faulted)."""
         return self.availability == "Operative" and self.status not in ("Unavailable", "Faulted")
 
-    def can_start(self) -> bool:
-        """Whether a new transaction may start here now."""
-        return self.transaction is None and self.operative and self.status in STARTABLE
+    def can_start(self, *, reserved_ok: bool = False) -> bool:
+        """Whether a new transaction may start here now.
+
+        A Reserved connector is startable only when the caller passes `reserved_ok`, after
+        checking the idTag against the reservation (1.6 §5.13, see `_reservations.py`).
+        """
+        startable = self.status in STARTABLE or (reserved_ok and self.status == "Reserved")
+        return self.transaction is None and self.operative and startable

@@ -30,7 +30,8 @@ async def remote_start(station: Station, call: Call) -> Payload:
             return {"status": "Rejected"}
         connector_id = free[0]
     connector = station.connectors.get(connector_id)
-    if connector_id == 0 or connector is None or not connector.can_start():
+    # A Reserved connector may start for the reserved tag: start_transaction checks it.
+    if connector_id == 0 or connector is None or not connector.can_start(reserved_ok=True):
         return {"status": "Rejected"}
     profile = payload.get("chargingProfile")
     if profile is not None and profile.get("chargingProfilePurpose") != "TxProfile":

@@ -268,7 +268,7 @@ def diagnostics_text(
         f"model: {template.charge_point_model}",
         f"chargePointSerialNumber: {identity.charge_point_serial_number}",
         f"chargeBoxSerialNumber: {identity.charge_box_serial_number}",
-        f"firmwareVersion: {template.firmware_version or ''}",
+        f"firmwareVersion: {station.firmware_version or ''}",
         f"generated: {format_timestamp(now)}",
         "period: "
         + " .. ".join(format_timestamp(t) if t else "-" for t in (start_time, stop_time)),

@@ -1,16 +1,25 @@
 """Metering loops: sampled values during transactions, clock-aligned values (OCPP 1.6 §3.16, §4.7).
 
 A mixin of `Station`. Energy is integrated by the connector's MeterModel each time a connector is
-sampled (and when its transaction stops), under the power limit of that instant: the amperage limit
-key and the charging profiles (1.6 §3.13).
+sampled (and when its transaction stops or a limit changes), under the power limits: the amperage
+limit key and the composite of the charging profiles (1.6 §3.13), the same composite that
+GetCompositeSchedule reports.
+
+The time since the previous step is cut at the instants where the composite may change (period
+starts, recurrences, validFrom/validTo), and each piece runs at the cap in force at its start, so
+the energy is the integral of the stepped limit whatever the sampling interval. Without a profile
+there is one piece. A step obeys the limits known when it began: whoever changes a limit calls
+`Station.limits_changed()` right after, which closes the step at the instant of the change.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from evsim_trio.ocpp import OcppError
@@ -34,6 +43,15 @@ AMPERAGE_FACTORS = {"A": 1.0, "dA": 0.1, "cA": 0.01, "mA": 0.001}
 IDLE_INTEGRATION = 60.0
 
 
+@attrs.frozen
+class StepLimits:
+    """The limits a connector's meter obeys from one step to the next: the amperage limit
+    key in W (None: no key) and the charging profiles installed (a snapshot)."""
+
+    key_w: float | None
+    profiles: ProfileStore
+
+
 class MeterLoopsMixin:
     """Per-connector sampling loops, energy integration, clock-aligned readings."""
 
@@ -45,6 +63,7 @@ class MeterLoopsMixin:
     profiles: ProfileStore
     _meter_scopes: dict[int, trio.CancelScope]
     _meter_last: dict[int, float]
+    _meter_limits: dict[int, StepLimits]
 
     call: Callable[[str, Payload], Awaitable[Payload]]
     spawn: Callable[..., None]
@@ -57,51 +76,118 @@ class MeterLoopsMixin:
         template = self.template
         return template.nominal_voltage(), template.phases(), template.current_out_type == "DC"
 
-    def power_limit_w(self, connector_id: int) -> float | None:
-        """The power cap of this instant: amperage limit key and charging profiles, in W."""
-        voltage, phases, dc = self.electrical()
-        limits: list[float] = []
+    def amperage_limit_w(self) -> float | None:
+        """The amperage limit key (template `amperage_limitation_ocpp_key`) in W; None: none."""
         key = self.template.amperage_limitation_ocpp_key
-        if key:
-            raw = self.configuration.get(key)
-            try:
-                amps = float(raw or "") * AMPERAGE_FACTORS[self.template.amperage_limitation_unit]
-            except (ValueError, KeyError):
-                amps = None
-            if amps is not None and amps >= 0:
-                limits.append(amps_to_watts(amps, voltage=voltage, phases=phases, dc=dc))
+        if not key:
+            return None
+        raw = self.configuration.get(key)
+        try:
+            amps = float(raw or "") * AMPERAGE_FACTORS[self.template.amperage_limitation_unit]
+        except (ValueError, KeyError):
+            return None
+        if amps < 0:
+            return None
+        voltage, phases, dc = self.electrical()
+        return amps_to_watts(amps, voltage=voltage, phases=phases, dc=dc)
+
+    def power_limit_w(self, connector_id: int, when: datetime | None = None) -> float | None:
+        """The power cap at `when` (default: now) in W under the limits installed now: the
+        amperage limit key and the charging profiles' composite; None when nothing limits."""
+        tx_start = self._tx_start(connector_id)
+        return self._cap(connector_id, self.amperage_limit_w(), self.profiles, when, tx_start)
+
+    def _tx_start(self, connector_id: int) -> datetime | None:
         connector = self.connectors.get(connector_id)
         tx = connector.transaction if connector is not None else None
-        limit = self.profiles.limit_at(
-            connector_id,
-            utc_now(),
-            tx_start=parse_timestamp(tx.start_timestamp) if tx is not None else None,
-            voltage=voltage,
-            phases=phases,
-            dc=dc,
-        )
-        if limit is not None:
-            limits.append(limit[0])
+        return parse_timestamp(tx.start_timestamp) if tx is not None else None
+
+    def _cap(
+        self,
+        connector_id: int,
+        key_w: float | None,
+        profiles: ProfileStore,
+        when: datetime | None,
+        tx_start: datetime | None,
+    ) -> float | None:
+        limits = [] if key_w is None else [key_w]
+        if len(profiles):
+            voltage, phases, dc = self.electrical()
+            limit = profiles.limit_at(
+                connector_id,
+                when or utc_now(),
+                tx_start=tx_start,
+                voltage=voltage,
+                phases=phases,
+                dc=dc,
+            )
+            if limit is not None:
+                limits.append(limit[0])
         return min(limits) if limits else None
+
+    def _step_limits(self) -> dict[int, StepLimits]:
+        # Created on first use, so that the station's constructor need not know of it.
+        try:
+            return self._meter_limits
+        except AttributeError:
+            self._meter_limits = {}
+            return self._meter_limits
+
+    def _begin_step(self, connector_id: int) -> StepLimits:
+        """Remember the limits installed now for the step that begins now; return those of
+        the step that ends now (the current ones when none was remembered)."""
+        table = self._step_limits()
+        current = StepLimits(self.amperage_limit_w(), self.profiles.snapshot())
+        ended = table.get(connector_id, current)
+        table[connector_id] = current
+        return ended
+
+    def _pieces(
+        self, connector_id: int, limits: StepLimits, dt: float
+    ) -> list[tuple[float, float | None]]:
+        """The last `dt` seconds cut where the composite may change: (seconds, cap in W)."""
+        profiles = limits.profiles
+        if not len(profiles):
+            return [(dt, limits.key_w)]
+        end = utc_now()
+        start = end - timedelta(seconds=dt)
+        tx_start = self._tx_start(connector_id)
+        bounds = [start, *profiles.change_points(connector_id, start, end, tx_start=tx_start)]
+        pieces: list[tuple[float, float | None]] = []
+        done = 0.0
+        for index, begin in enumerate(bounds):
+            if index + 1 < len(bounds):
+                length = (bounds[index + 1] - begin).total_seconds()
+            else:
+                length = dt - done  # the exact rest: datetimes round to the microsecond
+            if length <= 0.0:
+                continue
+            cap = self._cap(connector_id, limits.key_w, profiles, begin, tx_start)
+            pieces.append((length, cap))
+            done += length
+        return pieces
 
     # -- integration -------------------------------------------------------------------------
     def advance_meter(self, connector_id: int) -> None:
-        """Integrate the connector's energy up to now."""
+        """Integrate the connector's energy up to now, piece by piece under the stepped limit
+        in force since the previous step; the limits installed now apply from now on."""
         now = trio.current_time()
         last = self._meter_last.get(connector_id, now)
         self._meter_last[connector_id] = now
+        limits = self._begin_step(connector_id)
         if now <= last:
             return
         share = 1
         if self.template.power_shared_by_connectors:
             share = max(1, sum(1 for c in self.connectors.values() if c.transaction is not None))
-        self.meters[connector_id].advance(
-            now - last, limit_w=self.power_limit_w(connector_id), share=share
-        )
+        meter = self.meters[connector_id]
+        for dt, limit_w in self._pieces(connector_id, limits, now - last):
+            meter.advance(dt, limit_w=limit_w, share=share)
 
     def start_meter_loop(self, connector_id: int) -> None:
         """Start sampling a connector whose transaction just started."""
         self._meter_last[connector_id] = trio.current_time()
+        self._begin_step(connector_id)
         scope = trio.CancelScope()
         old = self._meter_scopes.get(connector_id)
         if old is not None:

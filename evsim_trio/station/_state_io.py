@@ -18,14 +18,17 @@ import trio.testing
 
 from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._persistence import save_state
+from evsim_trio.station._reservations import restore_statuses, station_now
 
 if TYPE_CHECKING:
     from evsim_trio.config import StationTemplate
     from evsim_trio.station._charging_profiles import ProfileStore
     from evsim_trio.station._identity import StationIdentity
+    from evsim_trio.station._local_auth import LocalAuthList
     from evsim_trio.station._metering import MeterModel
     from evsim_trio.station._ocpp_config import OcppConfiguration
     from evsim_trio.station._queue import MessageQueue
+    from evsim_trio.station._reservations import ReservationStore
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class StateMixin:
     next_local_tx: int
     firmware_version: str
     auth_cache: dict[str, dict[str, Any]]
+    reservations: ReservationStore
+    local_list: LocalAuthList
     spec: Any
     _dirty: trio.Event
 
@@ -95,7 +100,9 @@ class StateMixin:
             "next_local_tx": self.next_local_tx,
             "firmware_version": self.firmware_version,
             "auth_cache": self.auth_cache,
+            "local_list": self.local_list.to_state(),
             "profiles": self.profiles.to_state(),
+            "reservations": self.reservations.to_state(),
         }
         if self.template.ocpp_persistent_configuration:
             state["configuration"] = self.configuration.to_state()
@@ -131,8 +138,13 @@ class StateMixin:
         self.next_local_tx = int(state.get("next_local_tx", 0))
         self.firmware_version = str(state.get("firmware_version", self.firmware_version))
         self.auth_cache = dict(state.get("auth_cache", {}))
+        if "local_list" in state:
+            self.local_list.from_state(state["local_list"])
         if "profiles" in state:
             self.profiles.from_state(state["profiles"])
+        # 1.6 §5.13: reservations survive a restart; expired ones are dropped here.
+        self.reservations.load_state(list(state.get("reservations", [])), now=station_now())
+        restore_statuses(self.reservations, self.connectors)
         self.restore_extra(state)
 
     def restore_extra(self, state: Mapping[str, Any]) -> None:

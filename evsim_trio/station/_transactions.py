@@ -16,12 +16,15 @@ from evsim_trio.ocpp import OcppError
 from evsim_trio.station._clock import ocpp_timestamp, parse_timestamp, utc_now
 from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._link import CallTimeout, LinkError, Payload
+from evsim_trio.station._local_auth import AuthorizationKeys, authorization_decision
 from evsim_trio.station._queue import MessageQueue, QueuedMessage
 
 if TYPE_CHECKING:
     from evsim_trio.config import StationTemplate
+    from evsim_trio.station._local_auth import LocalAuthList
     from evsim_trio.station._metering import MeterModel
     from evsim_trio.station._ocpp_config import OcppConfiguration
+    from evsim_trio.station._reservations import Reservation, ReservationStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class TransactionsMixin:
     tx_ids: dict[int, int | None]
     next_local_tx: int
     auth_cache: dict[str, dict[str, Any]]
+    local_list: LocalAuthList
     stats: Any
 
     call: Callable[[str, Payload], Awaitable[Payload]]
@@ -49,30 +53,39 @@ class TransactionsMixin:
     is_online: Callable[[], bool]
     start_meter_loop: Callable[[int], None]
     advance_meter: Callable[[int], None]
+    limits_changed: Callable[[], None]
     transaction_ended: Callable[[int], None]
     enqueue_meter_values: Callable[[int, Transaction, str], None]
+    reservations: ReservationStore
+    reservation_for_start: Callable[[int, str], Awaitable[tuple[bool, Reservation | None]]]
+    consume_reservation: Callable[[Reservation], None]
 
     # -- authorization (1.6 §3.4, §4.1; keys §9.1) --------------------------------------------
-    def _cached_accepted(self, id_tag: str) -> bool:
-        if not self.configuration.get_bool("AuthorizationCacheEnabled", True):
-            return False
-        info = self.auth_cache.get(id_tag)
-        if info is None or info.get("status") != "Accepted":
-            return False
-        expiry = info.get("expiryDate")
-        return expiry is None or parse_timestamp(expiry) > utc_now()
-
     def clear_authorization_cache(self) -> None:
         """ClearCache: forget every cached idTagInfo."""
         self.auth_cache.clear()
         self.persist()
 
     async def authorize(self, id_tag: str) -> str:
-        """The idTagInfo status for `id_tag`, asking the CSMS when online, else local rules."""
-        config = self.configuration
+        """The idTagInfo status for `id_tag`: local list and cache (1.6 §3.4), else the CSMS.
+
+        The decision is `_local_auth.authorization_decision`. The CSMS's answer to Authorize
+        goes into the cache (when enabled), except for an idTag of the local list (§3.4.3: list
+        identifiers are not cached; the list changes only by SendLocalList). An Authorize that
+        gets no answer (timeout, link lost) falls back to the offline rules.
+        """
         if self.is_online():
-            if config.get_bool("LocalPreAuthorize", False) and self._cached_accepted(id_tag):
-                return "Accepted"
+            keys = AuthorizationKeys.from_configuration(self.configuration)
+            list_info = self.local_list.get(id_tag)
+            decision = authorization_decision(
+                online=True,
+                list_info=list_info,
+                cache_info=self.auth_cache.get(id_tag),
+                keys=keys,
+                now=utc_now(),
+            )
+            if decision.status is not None:
+                return decision.status
             try:
                 response = await self.call("Authorize", {"idTag": id_tag})
             except OcppError as exc:
@@ -82,16 +95,29 @@ class TransactionsMixin:
                 log.info("%s: Authorize not answered (%s); offline rules apply", self.label, exc)
             else:
                 info: dict[str, Any] = response["idTagInfo"]
-                if config.get_bool("AuthorizationCacheEnabled", True):
+                in_list = keys.local_auth_list_enabled and list_info is not None
+                if keys.authorization_cache_enabled and not in_list:
                     self.auth_cache[id_tag] = info
                     self.persist()
                 return str(info["status"])
-        # Offline (1.6 §3.4 LocalAuthorizeOffline, AllowOfflineTxForUnknownId).
-        if config.get_bool("LocalAuthorizeOffline", True) and self._cached_accepted(id_tag):
-            return "Accepted"
-        if config.get_bool("AllowOfflineTxForUnknownId", False) and id_tag not in self.auth_cache:
-            return "Accepted"
-        return "Invalid"
+        # Offline, or the CSMS did not answer: the keys and entries as they are now.
+        decision = authorization_decision(
+            online=False,
+            list_info=self.local_list.get(id_tag),
+            cache_info=self.auth_cache.get(id_tag),
+            keys=AuthorizationKeys.from_configuration(self.configuration),
+            now=utc_now(),
+        )
+        assert decision.status is not None
+        if decision.source == "unknown" or decision.status != "Accepted":
+            log.info(
+                "%s: offline: idTag %s %s (%s)",
+                self.label,
+                id_tag,
+                decision.status,
+                decision.source,
+            )
+        return decision.status
 
     # -- transactions ---------------------------------------------------------------------
     def enqueue(self, action: str, payload: Payload, local_tx: int) -> QueuedMessage:
@@ -118,20 +144,43 @@ class TransactionsMixin:
         reservation_id: int | None = None,
         authorize: bool | None = None,
     ) -> bool:
-        """Start a transaction; False when refused (tag rejected, connector busy or inoperative)."""
+        """Start a transaction; False when refused (tag rejected, connector busy or inoperative).
+
+        Reservations (1.6 §5.13, rules in `_reservations.py`): a Reserved connector starts only
+        for the reservation's idTag or parentIdTag and stays Reserved (no Preparing) until the
+        tag is checked; a start that uses a reservation consumes it and StartTransaction
+        carries its reservationId.
+        """
         connector = self.connectors.get(connector_id)
-        if connector_id == 0 or connector is None or not connector.can_start():
+        reserved = self.reservations.on_connector(connector_id)
+        if (
+            connector_id == 0
+            or connector is None
+            or not connector.can_start(reserved_ok=reserved is not None)
+        ):
             return False
         if authorize is None:
             authorize = not remote or self.configuration.get_bool("AuthorizeRemoteTxRequests", True)
-        if connector.status != "Preparing":
+        if reserved is None and connector.status != "Preparing":
             await self.send_status(connector_id, "Preparing")
         if authorize:
             status = await self.authorize(id_tag)
             if status != "Accepted":
                 log.info("%s: idTag %s %s; no transaction", self.label, id_tag, status)
-                await self.send_status(connector_id, "Available")
+                if reserved is None:
+                    await self.send_status(connector_id, "Available")
                 return False
+        allowed, reservation = await self.reservation_for_start(connector_id, id_tag)
+        if not allowed:
+            log.info("%s: idTag %s refused on connector %d", self.label, id_tag, connector_id)
+            if reserved is None:
+                await self.send_status(connector_id, "Available")
+            return False
+        if reservation is not None:
+            reservation_id = reservation.reservation_id
+            self.consume_reservation(reservation)
+        if connector.status != "Preparing":
+            await self.send_status(connector_id, "Preparing")
         if connector.transaction is not None:  # lost a race with another start
             return False
         meter = self.meters[connector_id]
@@ -145,6 +194,8 @@ class TransactionsMixin:
             reservation_id=reservation_id,
             start_energy_wh=meter.energy_register_wh,
         )
+        # The other connectors' energy up to now, before the power share changes.
+        self.limits_changed()
         connector.transaction = tx
         self.stats.transactions_started += 1
         self.tx_ids[tx.local_id] = None
@@ -176,7 +227,8 @@ class TransactionsMixin:
         tx = connector.transaction if connector is not None else None
         if connector is None or tx is None:
             return False
-        self.advance_meter(connector_id)
+        # Every active connector's energy up to now (this one ends, the power share changes).
+        self.limits_changed()
         meter = self.meters[connector_id]
         if self.template.begin_end_meter_values:
             self.enqueue_meter_values(connector_id, tx, "Transaction.End")
@@ -277,8 +329,13 @@ class TransactionsMixin:
         transaction_id = int(result["transactionId"])
         self.tx_ids[message.local_tx] = transaction_id
         status = str(result["idTagInfo"]["status"])
-        if self.configuration.get_bool("AuthorizationCacheEnabled", True):
-            self.auth_cache[str(message.payload["idTag"])] = result["idTagInfo"]
+        id_tag = str(message.payload["idTag"])
+        listed = (
+            self.configuration.get_bool("LocalAuthListEnabled", True) and id_tag in self.local_list
+        )
+        # Tags of the local list are never cached (1.6 §3.4.3).
+        if self.configuration.get_bool("AuthorizationCacheEnabled", True) and not listed:
+            self.auth_cache[id_tag] = result["idTagInfo"]
         if tx is None or connector is None:
             return
         tx.transaction_id = transaction_id
