@@ -23,7 +23,7 @@ from evsim_trio.ocpp import (
 )
 from evsim_trio.station._atg import AtgConnectorStatus, AtgController
 from evsim_trio.station._charging_profiles import ProfileStore
-from evsim_trio.station._clock import ocpp_timestamp, utc_now
+from evsim_trio.station._clock import ocpp_timestamp
 from evsim_trio.station._connector import Connector
 from evsim_trio.station._electrical import pick_station_power_w
 from evsim_trio.station._handlers import REGISTRY
@@ -45,12 +45,8 @@ from evsim_trio.station._metering import MeterModel
 from evsim_trio.station._ocpp_config import OcppConfiguration
 from evsim_trio.station._online import OnlineMixin, StationState, WsState
 from evsim_trio.station._queue import MessageQueue
-from evsim_trio.station._reservations import (
-    Reservation,
-    ReservationStore,
-    leaves_room,
-    match_reservation,
-)
+from evsim_trio.station._reservations import ReservationStore
+from evsim_trio.station._reserving import ReservationsMixin
 from evsim_trio.station._state_io import StateMixin
 from evsim_trio.station._stats import StationStatistics
 from evsim_trio.station._transactions import TransactionsMixin
@@ -83,7 +79,7 @@ class OutgoingDisabled(LinkError):
     """The template's commands_support.outgoing_commands disables this action: not sent."""
 
 
-class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
+class Station(ReservationsMixin, TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
     """A charging station: link, boot, heartbeat, connectors, transactions, metering, handlers."""
 
     def __init__(self, spec: StationSpec, *, connect: Connect | None = None) -> None:
@@ -378,153 +374,6 @@ class Station(TransactionsMixin, MeterLoopsMixin, StateMixin, OnlineMixin):
                     await self._state_changed.wait()
         self._reboot = kind
         self._life_end.set()
-
-    # -- reservations (1.6 §5.13 ReserveNow, §5.1 CancelReservation; rules in _reservations) --
-    def reserve(self, reservation: Reservation) -> None:
-        """Keep an Accepted ReserveNow (replacing one with its id): Reserved, expiry task."""
-        replaced = self.reservations.add(reservation)
-        if replaced is not None:
-            self._end_reservation_task(replaced.reservation_id)
-            if replaced.connector_id != reservation.connector_id:
-                self._release_connector(replaced.connector_id)
-        connector = self.connectors.get(reservation.connector_id)
-        if (
-            reservation.connector_id > 0
-            and connector is not None
-            and connector.status != "Reserved"
-        ):
-            # Set now, so that a start or ReserveNow right after the answer sees it.
-            connector.set_status("Reserved")
-            self.spawn(self.send_status, reservation.connector_id, "Reserved")
-        self._start_reservation_task(reservation)
-        log.info(
-            "%s: reservation %d of connector %d for %s until %s",
-            self.label,
-            reservation.reservation_id,
-            reservation.connector_id,
-            reservation.id_tag,
-            reservation.expiry.isoformat(),
-        )
-        self.persist()
-        self.changed()
-
-    def cancel_reservation(self, reservation_id: int) -> bool:
-        """CancelReservation: False for an unknown id; else its connector is Available again."""
-        reservation = self.reservations.remove(reservation_id)
-        if reservation is None:
-            return False
-        self._end_reservation_task(reservation_id)
-        self._release_connector(reservation.connector_id)
-        self.persist()
-        self.changed()
-        return True
-
-    def consume_reservation(self, reservation: Reservation) -> None:
-        """A transaction starts under `reservation`: it ends, the connector goes on Preparing."""
-        self.reservations.remove(reservation.reservation_id)
-        self._end_reservation_task(reservation.reservation_id)
-        self.persist()
-        self.changed()
-
-    async def parent_id_tag(self, id_tag: str) -> str | None:
-        """The parentIdTag of `id_tag` (1.6 §5.13): from the local authorization list or the
-        authorization cache, else from an Authorize answer (cached when the cache is enabled);
-        None when unknown."""
-        info = None
-        if self.configuration.get_bool("LocalAuthListEnabled", True):
-            info = self.local_list.get(id_tag)
-        if info is None:
-            info = self.auth_cache.get(id_tag)
-        if info is None and self.is_online():
-            try:
-                response = await self.call("Authorize", {"idTag": id_tag})
-            except (OcppError, CallTimeout, LinkError) as exc:
-                log.info("%s: parentIdTag of %s unknown: %s", self.label, id_tag, exc)
-                return None
-            info = dict(response["idTagInfo"])
-            if self.configuration.get_bool("AuthorizationCacheEnabled", True):
-                self.auth_cache[id_tag] = info
-                self.persist()
-        parent = None if info is None else info.get("parentIdTag")
-        return None if parent is None else str(parent)
-
-    async def reservation_for_start(
-        self, connector_id: int, id_tag: str
-    ) -> tuple[bool, Reservation | None]:
-        """Whether reservations let `id_tag` start on `connector_id`, and the one it consumes.
-
-        A reserved connector: only its reservation's idTag or parentIdTag. Another connector:
-        a connector-0 reservation of the tag is consumed; any other tag starts only while enough
-        connectors stay free for the connector-0 reservations.
-        """
-        candidates = self.reservations.candidates(connector_id)
-        parent: str | None = None
-        if match_reservation(candidates, id_tag, None) is None and any(
-            r.parent_id_tag is not None for r in candidates
-        ):
-            parent = await self.parent_id_tag(id_tag)
-        # Looked up again: a reservation may have expired or been cancelled meanwhile.
-        match = match_reservation(self.reservations.candidates(connector_id), id_tag, parent)
-        if match is not None:
-            return True, match
-        if self.reservations.on_connector(connector_id) is not None:
-            return False, None
-        return leaves_room(self.connectors, self.reservations, connector_id), None
-
-    def resume_reservations(self) -> None:
-        """At the start of each life of the station: an expiry task per reservation."""
-        self._reservation_scopes.clear()
-        for reservation in self.reservations:
-            self._start_reservation_task(reservation)
-
-    def _release_connector(self, connector_id: int) -> None:
-        """A reservation of `connector_id` ended without a transaction: Available again."""
-        connector = self.connectors.get(connector_id)
-        if connector_id > 0 and connector is not None and connector.status == "Reserved":
-            connector.set_status("Available")
-            self.spawn(self.send_status, connector_id, "Available")
-
-    def _start_reservation_task(self, reservation: Reservation) -> None:
-        if self._nursery is None:
-            return  # not running: `resume_reservations` starts it with the next life
-        scope = trio.CancelScope()
-        self._reservation_scopes[reservation.reservation_id] = scope
-        self._nursery.start_soon(self._run_reservation, reservation, scope)
-
-    def _end_reservation_task(self, reservation_id: int) -> None:
-        scope = self._reservation_scopes.pop(reservation_id, None)
-        if scope is not None:
-            scope.cancel()
-
-    async def _run_reservation(self, reservation: Reservation, scope: trio.CancelScope) -> None:
-        """End `reservation` at its expiryDate (the connector is Available again), or at once
-        when its connector turns Faulted or Unavailable (1.6 §5.13)."""
-        rid = reservation.reservation_id
-        connector = self.connectors.get(reservation.connector_id)
-        with scope:
-            # The station clock follows trio's, so MockClock runs the expiry in virtual time.
-            delay = (reservation.expiry - utc_now()).total_seconds()
-            with trio.move_on_after(max(0.0, delay)):
-                if reservation.connector_id == 0 or connector is None:
-                    await trio.sleep_forever()
-                else:
-                    await connector.wait_status("Faulted", "Unavailable")
-                if self.reservations.get(rid) is reservation:
-                    log.info("%s: reservation %d ended: connector out of service", self.label, rid)
-                    self.reservations.remove(rid)
-                    self._reservation_scopes.pop(rid, None)
-                    self.persist()
-                    self.changed()
-                return
-            if self.reservations.get(rid) is not reservation:
-                return
-            log.info("%s: reservation %d expired", self.label, rid)
-            self.reservations.remove(rid)
-            self._reservation_scopes.pop(rid, None)
-            self.persist()
-            self.changed()
-            if connector is not None and connector.status == "Reserved":
-                await self.send_status(reservation.connector_id, "Available")
 
     # -- connection control (UI) --------------------------------------------------------------
     def open_connection(self) -> None:

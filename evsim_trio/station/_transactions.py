@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 class TransactionsMixin:
     """Start, stop, authorize; the queue sender that delivers transaction messages in order."""
 
+    async def reservation_for_start(
+        self, connector_id: int, id_tag: str
+    ) -> tuple[bool, Reservation | None]:
+        """Whether reservations let `id_tag` start here (implemented by ReservationsMixin)."""
+        raise NotImplementedError
+
+    def consume_reservation(self, reservation: Reservation) -> None:
+        """A start under `reservation` (implemented by ReservationsMixin)."""
+        raise NotImplementedError
+
     label: str
     template: StationTemplate
     configuration: OcppConfiguration
@@ -57,8 +67,6 @@ class TransactionsMixin:
     transaction_ended: Callable[[int], None]
     enqueue_meter_values: Callable[[int, Transaction, str], None]
     reservations: ReservationStore
-    reservation_for_start: Callable[[int, str], Awaitable[tuple[bool, Reservation | None]]]
-    consume_reservation: Callable[[Reservation], None]
 
     # -- authorization (1.6 §3.4, §4.1; keys §9.1) --------------------------------------------
     def clear_authorization_cache(self) -> None:
