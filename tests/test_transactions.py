@@ -401,3 +401,26 @@ async def test_station_state_survives_a_restart(
             await csms.wait_until(
                 lambda: csms.stations[again.station_id].received["StopTransaction"] == 1
             )
+
+
+@pytest.mark.parametrize(("must_authorize", "authorizes"), [(True, 2), (False, 1)])
+async def test_must_authorize_at_remote_start_bypasses_local_pre_authorization(
+    autojump_clock: trio.testing.MockClock,
+    csms_network: tuple[EmbeddedCsms, MemoryNetwork],
+    must_authorize: bool,
+    authorizes: int,
+) -> None:
+    csms, network = csms_network
+    calls = record_calls(csms)
+    station = station_for(network, must_authorize_at_remote_start=must_authorize)
+    station.configuration.set("LocalPreAuthorize", "true")
+    sid = station.station_id
+    with trio.fail_after(HOUR):
+        async with running(station, csms):
+            # A local start caches TAG-1 (Authorize #1); LocalPreAuthorize could then skip it.
+            assert await station.start_transaction(1, "TAG-1")
+            await station.stop_transaction(1)
+            start = {"connectorId": 1, "idTag": "TAG-1"}
+            assert await csms.call(sid, "RemoteStartTransaction", start) == {"status": "Accepted"}
+            await station.connectors[1].wait_status("Charging")
+    assert actions(calls, "Authorize") == ["Authorize"] * authorizes

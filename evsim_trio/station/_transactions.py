@@ -74,13 +74,14 @@ class TransactionsMixin:
         self.auth_cache.clear()
         self.persist()
 
-    async def authorize(self, id_tag: str) -> str:
+    async def authorize(self, id_tag: str, *, ask_csms: bool = False) -> str:
         """The idTagInfo status for `id_tag`: local list and cache (1.6 §3.4), else the CSMS.
 
         The decision is `_local_auth.authorization_decision`. The CSMS's answer to Authorize
         goes into the cache (when enabled), except for an idTag of the local list (§3.4.3: list
         identifiers are not cached; the list changes only by SendLocalList). An Authorize that
-        gets no answer (timeout, link lost) falls back to the offline rules.
+        gets no answer (timeout, link lost) falls back to the offline rules. With `ask_csms`
+        an online station always sends Authorize (no local pre-authorization).
         """
         if self.is_online():
             keys = AuthorizationKeys.from_configuration(self.configuration)
@@ -92,7 +93,7 @@ class TransactionsMixin:
                 keys=keys,
                 now=utc_now(),
             )
-            if decision.status is not None:
+            if decision.status is not None and not ask_csms:
                 return decision.status
             try:
                 response = await self.call("Authorize", {"idTag": id_tag})
@@ -172,7 +173,9 @@ class TransactionsMixin:
         if reserved is None and connector.status != "Preparing":
             await self.send_status(connector_id, "Preparing")
         if authorize:
-            status = await self.authorize(id_tag)
+            # must_authorize_at_remote_start: a remote start is always checked with the CSMS.
+            ask = remote and self.template.must_authorize_at_remote_start
+            status = await self.authorize(id_tag, ask_csms=ask)
             if status != "Accepted":
                 log.info("%s: idTag %s %s; no transaction", self.label, id_tag, status)
                 if reserved is None:
