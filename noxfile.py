@@ -1,4 +1,4 @@
-"""Test sessions: `nox` runs lint, typecheck and tests.
+"""Test sessions: `nox` runs lint, typecheck, tests and e2e (the web page in Chromium).
 
 `nox -s tests -- -k boot` passes extra arguments to pytest.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -18,8 +18,9 @@ PYTHON = "3.11"
 def lint(session: nox.Session) -> None:
     """Ruff over the package, the tests and this file."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "evsim_trio", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "evsim_trio", "tests", "noxfile.py")
+    paths = ["evsim_trio", "tests", "benchmarks", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python=PYTHON)
@@ -38,6 +39,37 @@ def tests(session: nox.Session) -> None:
         "pytest",
         "-p",
         "no:cacheprovider",
+        "-m",
+        "not e2e",
+        *session.posargs,
+        env={"EVSIM_TRIO_EXPECT_INSTALLED": "1"},
+    )
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not run by default): `nox -s bench -- --stations 100,1000 --out bench.json`.
+
+    Runs benchmarks/run_bench.py against the installed package; see BENCHMARKS.md.
+    """
+    session.install(".")
+    session.run("python", "benchmarks/run_bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """The web page in headless Chromium: Debian's /usr/bin/chromium (.ci/run installs it).
+
+    Playwright drives that browser through `executable_path`; never `playwright install`.
+    """
+    session.install(".[test]", "playwright>=1.45")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "e2e",
+        "tests/e2e",
         *session.posargs,
         env={"EVSIM_TRIO_EXPECT_INSTALLED": "1"},
     )

@@ -88,13 +88,17 @@ def _identity(
         cp_serial = serial_number(template.charge_point_serial_number_prefix, rng)
         cb_serial = serial_number(template.charge_box_serial_number_prefix, rng)
         if template.station_info_persistent_configuration:
-            state = dict(state or {})
-            state["station_info"] = {
+            info = {
                 "station_id": sid,
                 "charge_point_serial_number": cp_serial,
                 "charge_box_serial_number": cb_serial,
             }
-            save_state(path, state)
+            if state is None:
+                # A new station: its serial numbers are on disk before it first boots.
+                save_state(path, {"station_info": info})
+            else:
+                # An existing file is never rewritten here (the station saves its own state).
+                state = {**state, "station_info": info}
     identity = StationIdentity(
         station_id=sid,
         hash_id=hid,

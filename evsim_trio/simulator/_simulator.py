@@ -14,7 +14,7 @@ import trio
 from evsim_trio.config import Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._build import build_specs
-from evsim_trio.station import Connect, Station, StationSpec, StationState
+from evsim_trio.station import Connect, Station, StationSpec, StationState, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,14 @@ class Simulator:
 
     def make_station(self, spec: StationSpec) -> Station:
         """A station of this fleet (not started, not added to `stations`)."""
-        station = Station(spec, connect=self._connect)
+        try:
+            station = Station(spec, connect=self._connect)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A state file that parses but does not have the expected shape.
+            if spec.state_path is None or spec.state is None:
+                raise
+            set_aside(spec.state_path, ".damaged", f"station state not usable ({exc!r})")
+            station = Station(attrs.evolve(spec, state=None), connect=self._connect)
         station.on_change = self._on_station_change
         return station
 

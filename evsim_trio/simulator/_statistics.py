@@ -122,15 +122,14 @@ class TrafficStatistics:
 
     @classmethod
     def of_station(cls, stats: StationStatistics) -> TrafficStatistics:
-        """A station's figures. Its histograms are shared, not copied: merge it into another
-        `TrafficStatistics`, never other figures into it."""
+        """A snapshot of a station's figures (histograms copied: the station goes on)."""
         sent: dict[str, ActionStatistics] = {}
         for action, count in stats.sent_by_action.items():
             histogram = stats.latency.get(action)
             sent[action] = ActionStatistics(
                 count=count,
                 timeouts=stats.timeouts_by_action.get(action, 0),
-                latency=histogram if histogram is not None else LatencyHistogram(),
+                latency=histogram.copy() if histogram is not None else LatencyHistogram(),
             )
         for (action, code), count in stats.errors_by_code.items():
             figures = _action(sent, action)
@@ -198,8 +197,8 @@ class StationFigures:
 
 @attrs.frozen
 class FleetStatistics:
-    """Figures of every station and of the fleet, at `timestamp` (UTC, ISO 8601), cumulative
-    since the stations were built."""
+    """A snapshot of the figures of every station and of the fleet at `timestamp` (UTC,
+    ISO 8601), cumulative since the stations were built."""
 
     timestamp: str
     fleet: TrafficStatistics

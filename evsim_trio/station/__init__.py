@@ -31,7 +31,7 @@ from evsim_trio.station._link import (
 )
 from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
 from evsim_trio.station._online import RegistrationFailed, StationState, WsState
-from evsim_trio.station._persistence import load_state, save_state, state_path
+from evsim_trio.station._persistence import load_state, save_state, set_aside, state_path
 from evsim_trio.station._station import Station, StationSpec
 from evsim_trio.station._stats import LatencyHistogram, StationStatistics
 
@@ -61,6 +61,7 @@ __all__ = [
     "reconnect_delay",
     "save_state",
     "serial_number",
+    "set_aside",
     "state_path",
     "station_id",
     "station_rng",

@@ -265,6 +265,17 @@ async def run_atg_connector(
         if not host.id_tags:
             log.error("%s: no id tags in the authorization file; not starting", label)
             return
+        if host.connector_has_transaction(connector_id):
+            # A transaction resumed after a restart: the ATG adopts it, lets it run one drawn
+            # duration and stops it, so that the connector joins the cycle again.
+            await trio.sleep(rng.randint(config.min_duration, config.max_duration))
+            if host.connector_has_transaction(connector_id):
+                status.stop_transaction_requests += 1
+                if await host.stop_transaction(connector_id, "Local"):
+                    status.accepted_stop_transaction_requests += 1
+                else:
+                    status.rejected_stop_transaction_requests += 1
+                host.atg_changed()
         while trio.current_time() < stop_at:
             with trio.move_on_at(stop_at):
                 await _wait_ready(host, connector_id)

@@ -188,8 +188,11 @@ class Connection:
                     await pending.done.wait()
             finally:
                 self._pending = None
+                if not pending.done.is_set():
+                    # Not answered (send failed, timed out, or cancelled): the session must not
+                    # keep waiting for it, or the next CALL would be refused.
+                    self.session.forget_call(call.unique_id)
             if not pending.done.is_set():
-                self.session.forget_call(call.unique_id)
                 raise CallTimeout(f"{self.label}: no answer to {action} in {self.call_timeout:g} s")
             if pending.error is not None:
                 raise pending.error

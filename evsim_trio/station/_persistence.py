@@ -28,6 +28,9 @@ def state_path(state_dir: Path, hash_id: str) -> Path:
 
 def load_state(path: Path) -> dict[str, Any] | None:
     """Read a state file; None when missing. An unusable file is set aside and reported."""
+    # Temporary files of writes a kill interrupted: never renamed, never needed.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -35,19 +38,23 @@ def load_state(path: Path) -> dict[str, Any] | None:
     try:
         state = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        _set_aside(path, ".damaged", f"unreadable station state ({exc})")
+        set_aside(path, ".damaged", f"unreadable station state ({exc})")
         return None
     version = state.get("version")
     if version != STATE_VERSION:
         # Empty, foreign or from a newer evsim-trio: kept for a human, never overwritten.
-        _set_aside(path, ".unsupported", f"station state version {version!r} not understood")
+        set_aside(path, ".unsupported", f"station state version {version!r} not understood")
         return None
     return state
 
 
-def _set_aside(path: Path, suffix: str, why: str) -> None:
-    """Move an unusable state file out of the way (never delete it) and say so."""
+def set_aside(path: Path, suffix: str, why: str) -> None:
+    """Move an unusable state file out of the way (never delete it, nor an earlier copy)."""
     aside = path.with_suffix(suffix)
+    n = 1
+    while aside.exists():
+        aside = path.with_suffix(f"{suffix}.{n}")
+        n += 1
     os.replace(path, aside)
     log.warning("%s: %s; moved to %s, the station starts afresh", path, why, aside)
 

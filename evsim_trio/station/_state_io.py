@@ -69,6 +69,7 @@ class StateMixin:
     local_list: LocalAuthList
     spec: Any
     _dirty: trio.Event
+    _write_lock: trio.Lock
 
     start_meter_loop: Callable[[int], None]
 
@@ -171,6 +172,30 @@ class StateMixin:
         except OSError:
             log.exception("%s: could not write state to %s", self.label, path)
 
+    async def flush_state(self) -> None:
+        """Write pending changes now (before a StartTransaction/StopTransaction leaves).
+
+        Returns once every change made so far is on disk, including one a debounced write was
+        writing meanwhile.
+        """
+        path = self._state_path()
+        if path is None:
+            return
+        async with self._write_lock:
+            if self._dirty.is_set():
+                self._dirty = trio.Event()
+                await self._write(path, self.to_state())
+
+    async def _write(self, path: Path, state: dict[str, Any]) -> None:
+        try:
+            if _virtual_time():
+                # A thread would let MockClock's autojump run virtual time away meanwhile.
+                save_state(path, state)
+            else:
+                await trio.to_thread.run_sync(save_state, path, state)
+        except OSError:
+            log.exception("%s: could not write state to %s", self.label, path)
+
     async def run_persistence(self) -> None:
         """Write the state after changes, at most once per PERSIST_DEBOUNCE, off the event loop."""
         path = self._state_path()
@@ -179,13 +204,8 @@ class StateMixin:
         while True:
             await self._dirty.wait()
             await trio.sleep(PERSIST_DEBOUNCE)
-            self._dirty = trio.Event()
-            state = self.to_state()
-            try:
-                if _virtual_time():
-                    # A thread would let MockClock's autojump run virtual time away meanwhile.
-                    save_state(path, state)
-                else:
-                    await trio.to_thread.run_sync(save_state, path, state)
-            except OSError:
-                log.exception("%s: could not write state to %s", self.label, path)
+            async with self._write_lock:
+                if not self._dirty.is_set():
+                    continue  # flushed meanwhile
+                self._dirty = trio.Event()
+                await self._write(path, self.to_state())

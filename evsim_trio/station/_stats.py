@@ -34,13 +34,16 @@ FINE_BUCKETS_PER_DECADE = 48
 GROWTH = 10.0 ** (1.0 / FINE_BUCKETS_PER_DECADE)
 RESOLUTION = GROWTH - 1.0
 _INVERSE_LOG_GROWTH = 1.0 / math.log(GROWTH)
-# Values below a microsecond (a virtual clock's zero) share the bucket of 1 µs.
+# Values below a microsecond (a virtual clock's zero) share one bucket, estimated by the minimum.
 _FLOOR = 1e-6
+UNDER_FLOOR = math.floor(math.log(_FLOOR) * _INVERSE_LOG_GROWTH) - 1
 
 
 def fine_index(seconds: float) -> int:
-    """The fine bucket of a value: floor(log_GROWTH(seconds)), values < 1 µs as 1 µs."""
-    return math.floor(math.log(max(seconds, _FLOOR)) * _INVERSE_LOG_GROWTH)
+    """The fine bucket of a value: floor(log_GROWTH(seconds)); UNDER_FLOOR below 1 µs."""
+    if seconds < _FLOOR:
+        return UNDER_FLOOR
+    return math.floor(math.log(seconds) * _INVERSE_LOG_GROWTH)
 
 
 def fine_value(index: int) -> float:
@@ -107,7 +110,8 @@ class LatencyHistogram:
         """The `q`-quantile (0 < q <= 1) by nearest rank, None when empty.
 
         The estimate is the middle of the fine bucket holding the ceil(q * n)-th smallest value,
-        kept within the exact minimum and maximum: within `RESOLUTION / 2` of the true value.
+        kept within the exact minimum and maximum: within `RESOLUTION / 2` of the true value
+        (within 1 µs below 1 µs).
         """
         count = sum(self.fine.values())
         if not count:
@@ -117,6 +121,8 @@ class LatencyHistogram:
         for index in sorted(self.fine):
             seen += self.fine[index]
             if seen >= rank:
+                if index == UNDER_FLOOR:
+                    return self.minimum  # within 1 µs
                 return min(max(fine_value(index), self.minimum), self.maximum)
         return self.maximum  # unreachable: the counts add up to `count`
 

@@ -59,6 +59,7 @@ class TransactionsMixin:
     call: Callable[[str, Payload], Awaitable[Payload]]
     send_status: Callable[..., Awaitable[None]]
     persist: Callable[[], None]
+    flush_state: Callable[[], Awaitable[None]]
     spawn: Callable[..., None]
     is_online: Callable[[], bool]
     start_meter_loop: Callable[[int], None]
@@ -299,6 +300,10 @@ class TransactionsMixin:
             if payload is None:
                 self._finish(queue.pop(), None)
                 continue
+            if message.action != "MeterValues":
+                # A transaction the CSMS learns of is on disk first: a kill -9 right after
+                # can't lose it (MeterValues ride on the debounced writes).
+                await self.flush_state()
             try:
                 result = await self.call(message.action, payload)
             except (CallTimeout, OcppError) as exc:

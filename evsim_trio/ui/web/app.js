@@ -392,8 +392,11 @@ const PAYLOADS = {
     connectorId: integer(form, "connectorId"),
     idTag: text(form, "idTag"),
   }),
+  // A transaction id names one station's transaction: without ticked stations, the server
+  // finds the station that has it.
   stopTransaction: (form) => {
-    const chosen = document.querySelector('input[name="target"]:checked').value === "all" ? {} : target();
+    const selectedOnly = document.querySelector('input[name="target"]:checked').value === "selected";
+    const chosen = selectedOnly && state.selected.size > 0 ? target() : {};
     return { ...chosen, transactionId: integer(form, "transactionId") };
   },
   startAutomaticTransactionGenerator: (form) => atgPayload(form),
