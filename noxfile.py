@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests", "e2e"]
@@ -61,7 +64,15 @@ def e2e(session: nox.Session) -> None:
     """The web page in headless Chromium: Debian's /usr/bin/chromium (.ci/run installs it).
 
     Playwright drives that browser through `executable_path`; never `playwright install`.
+    On a machine without Chromium the session installs Debian's package (as root), or stops
+    with the command to run.
     """
+    if shutil.which("chromium") is None:
+        if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
+            session.run("apt-get", "update", "-qq", external=True)
+            session.run("apt-get", "install", "-y", "-qq", "chromium", external=True)
+        else:
+            session.error("Chromium is missing: run `apt-get install -y chromium` as root")
     session.install(".[test]", "playwright>=1.45")
     session.run(
         "pytest",

@@ -68,6 +68,7 @@ class MeterLoopsMixin:
     call: Callable[[str, Payload], Awaitable[Payload]]
     spawn: Callable[..., None]
     persist: Callable[[], None]
+    changed: Callable[[], None]
     is_online: Callable[[], bool]
     enqueue: Callable[[str, Payload, int], QueuedMessage]
 
@@ -223,6 +224,7 @@ class MeterLoopsMixin:
                     self.enqueue_meter_values(connector_id, tx, "Sample.Periodic")
                 else:
                     self.persist()
+                self.changed()  # energy and power moved (the UI's refresh push)
 
     def _reading(self, connector_id: int, key: str, context: str) -> dict[str, Any] | None:
         measurands = self.configuration.get_csl(key)
