@@ -162,3 +162,24 @@ def record_calls(csms: EmbeddedCsms) -> list[tuple[float, str, dict[str, Any]]]:
     for action, inner in list(csms.handlers.items()):
         csms.handlers[action] = wrap(action, inner)
     return log
+
+
+@asynccontextmanager
+async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
+    """Run `station` until the block ends; enter once its boot StatusNotifications are out.
+
+    On a clean exit the CSMS must have seen no invalid message from the station.
+    """
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(station.run)
+        await wait_state(station, StationState.BOOTED)
+        await csms.wait_until(
+            lambda: (
+                csms.stations[station.station_id].received["StatusNotification"]
+                >= len(station.connectors)
+            )
+        )
+        yield station
+        station.stop()
+        nursery.cancel_scope.cancel()
+    assert not csms.violations

@@ -9,8 +9,7 @@ on the real clock with zero durations, and wait on events, never sleep.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -20,7 +19,7 @@ import h11
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, shipped_template, wait_state
+from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template, wait_state
 
 from evsim_trio.config._template import FirmwareUpgrade
 from evsim_trio.csms import EmbeddedCsms
@@ -39,12 +38,6 @@ Calls = list[tuple[float, str, dict[str, Any]]]
 LOCATION = "https://firmware.example.com/ac22/fw.bin"  # not loopback: simulated
 
 
-@pytest.fixture
-def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
-    csms = EmbeddedCsms(heartbeat_interval=600)
-    return csms, MemoryNetwork(nursery, csms.handle_request)
-
-
 def station_for(network: MemoryNetwork, reset_time: float = 45, **firmware: Any) -> Station:
     """A station of the shipped template (firmware 1.4.2) with a `[firmware_upgrade]` section."""
     settings = FirmwareUpgrade(**{"download_duration": 10, "install_duration": 30, **firmware})
@@ -53,24 +46,6 @@ def station_for(network: MemoryNetwork, reset_time: float = 45, **firmware: Any)
     station.configuration.set("WebSocketPingInterval", "0")
     station.configuration.set("MeterValueSampleInterval", "0")
     return station
-
-
-@asynccontextmanager
-async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
-    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(station.run)
-        await wait_state(station, StationState.BOOTED)
-        await csms.wait_until(
-            lambda: (
-                csms.stations[station.station_id].received["StatusNotification"]
-                >= len(station.connectors)
-            )
-        )
-        yield station
-        station.stop()
-        nursery.cancel_scope.cancel()
-    assert not csms.violations
 
 
 def statuses(calls: Calls) -> list[tuple[float, str]]:

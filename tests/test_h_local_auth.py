@@ -3,50 +3,25 @@ the embedded CSMS in memory, under MockClock(autojump_threshold=0)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, shipped_template, wait_state
+from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template
 
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.ocpp import OccurenceConstraintViolation
-from evsim_trio.station import Station, StationState, load_state
+from evsim_trio.station import Station, load_state
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
-    csms = EmbeddedCsms(heartbeat_interval=600)
-    return csms, MemoryNetwork(nursery, csms.handle_request)
 
 
 def station_for(network: MemoryNetwork, **kwargs: Any) -> Station:
     station = make_station(shipped_template(), network.connect(), **kwargs)
     station.configuration.set("WebSocketPingInterval", "0")
     return station
-
-
-@asynccontextmanager
-async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
-    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(station.run)
-        await wait_state(station, StationState.BOOTED)
-        await csms.wait_until(
-            lambda: (
-                csms.stations[station.station_id].received["StatusNotification"]
-                >= len(station.connectors)
-            )
-        )
-        yield station
-        station.stop()
-    assert not csms.violations
 
 
 async def wait_online(station: Station, online: bool) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, shipped_template, wait_state
+from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template
 
 from evsim_trio.csms import EmbeddedCsms, StationRecord
-from evsim_trio.station import Station, StationState, load_state, utc_now
+from evsim_trio.station import Station, load_state, utc_now
 from evsim_trio.station._clock import format_timestamp
 from evsim_trio.station._connector import Connector
 from evsim_trio.station._reservations import (
@@ -27,33 +26,11 @@ HOUR = 3600.0
 Calls = list[tuple[float, str, dict[str, Any]]]
 
 
-@pytest.fixture
-def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
-    csms = EmbeddedCsms(heartbeat_interval=600)
-    return csms, MemoryNetwork(nursery, csms.handle_request)
-
-
 def station_for(network: MemoryNetwork, **kwargs: Any) -> Station:
     station = make_station(shipped_template(), network.connect(), **kwargs)
     station.configuration.set("WebSocketPingInterval", "0")
     station.configuration.set("MeterValueSampleInterval", "600")
     return station
-
-
-@asynccontextmanager
-async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
-    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(station.run)
-        await wait_state(station, StationState.BOOTED)
-        await csms.wait_until(
-            lambda: all(
-                cid in csms.stations[station.station_id].connector_status
-                for cid in station.connectors
-            )
-        )
-        yield station
-        station.stop()
 
 
 async def reserve(

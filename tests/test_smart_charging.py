@@ -9,8 +9,7 @@ meter template fluctuates by up to 5 %, downwards only.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,11 +17,11 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, shipped_template, wait_state
+from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template
 
 from evsim_trio.config import StationTemplate
 from evsim_trio.csms import EmbeddedCsms
-from evsim_trio.station import Station, StationState
+from evsim_trio.station import Station
 from evsim_trio.station._clock import format_timestamp, parse_timestamp, utc_now
 
 HOUR = 3600.0
@@ -35,28 +34,6 @@ MakeProfile = Callable[[datetime, int | None], dict[str, Any]]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
-    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(station.run)
-        await wait_state(station, StationState.BOOTED)
-        await csms.wait_until(
-            lambda: (
-                csms.stations[station.station_id].received["StatusNotification"]
-                >= len(station.connectors)
-            )
-        )
-        yield station
-        station.stop()
-
-
-@pytest.fixture
-def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
-    csms = EmbeddedCsms(heartbeat_interval=600)
-    return csms, MemoryNetwork(nursery, csms.handle_request)
 
 
 def steady_template() -> StationTemplate:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, shipped_template, wait_state
+from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template, wait_state
 
 from evsim_trio.csms import EmbeddedCsms, StationRecord
 from evsim_trio.ocpp import GenericError
@@ -19,28 +17,6 @@ from evsim_trio.station import Station, StationState, load_state
 
 HOUR = 3600.0
 Calls = list[tuple[float, str, dict[str, Any]]]
-
-
-@asynccontextmanager
-async def running(station: Station, csms: EmbeddedCsms) -> AsyncIterator[Station]:
-    """Run `station` until the block ends; enter once its boot StatusNotifications are out."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(station.run)
-        await wait_state(station, StationState.BOOTED)
-        await csms.wait_until(
-            lambda: (
-                csms.stations[station.station_id].received["StatusNotification"]
-                >= len(station.connectors)
-            )
-        )
-        yield station
-        station.stop()
-
-
-@pytest.fixture
-def csms_network(nursery: trio.Nursery) -> tuple[EmbeddedCsms, MemoryNetwork]:
-    csms = EmbeddedCsms(heartbeat_interval=600)
-    return csms, MemoryNetwork(nursery, csms.handle_request)
 
 
 def actions(calls: Calls, *wanted: str) -> list[str]:
