@@ -43,10 +43,9 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 import attrs
 import trio
 
-from evsim_trio.ocpp import OcppError, TypeConstraintViolation
+from evsim_trio.ocpp import TypeConstraintViolation
 from evsim_trio.station._clock import format_timestamp, parse_timestamp, utc_now
 from evsim_trio.station._handlers import handler
-from evsim_trio.station._link import LinkError
 
 if TYPE_CHECKING:
     from evsim_trio.ocpp import Call
@@ -160,13 +159,7 @@ async def notify_diagnostics_status(station: Station, status: str) -> None:
     """Record the diagnostics status and send DiagnosticsStatusNotification (§4.4) when online."""
     station.diagnostics_status = status
     station.changed()
-    if not station.is_online():
-        log.info("%s: offline: DiagnosticsStatusNotification %s not sent", station.label, status)
-        return
-    try:
-        await station.call("DiagnosticsStatusNotification", {"status": status})
-    except (LinkError, OcppError) as exc:
-        log.warning("%s: DiagnosticsStatusNotification %s failed: %s", station.label, status, exc)
+    await station.send_notification("DiagnosticsStatusNotification", {"status": status})
 
 
 async def upload(label: str, request: DiagnosticsRequest, file_name: str, body: bytes) -> bool:

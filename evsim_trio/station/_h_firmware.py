@@ -46,10 +46,9 @@ import attrs
 import trio
 
 from evsim_trio.config._ocpp16 import ChargePointStatus
-from evsim_trio.ocpp import OcppError, TypeConstraintViolation
+from evsim_trio.ocpp import TypeConstraintViolation
 from evsim_trio.station._clock import parse_timestamp, utc_now
 from evsim_trio.station._handlers import handler
-from evsim_trio.station._link import LinkError
 
 if TYPE_CHECKING:
     from evsim_trio.config._template import FirmwareUpgrade
@@ -184,13 +183,7 @@ async def notify_firmware_status(station: Station, status: str) -> None:
     """Record the firmware status and send FirmwareStatusNotification (§4.5) when online."""
     station.firmware_status = status
     station.changed()
-    if not station.is_online():
-        log.info("%s: offline: FirmwareStatusNotification %s not sent", station.label, status)
-        return
-    try:
-        await station.call("FirmwareStatusNotification", {"status": status})
-    except (LinkError, OcppError) as exc:
-        log.warning("%s: FirmwareStatusNotification %s failed: %s", station.label, status, exc)
+    await station.send_notification("FirmwareStatusNotification", {"status": status})
 
 
 async def wait_no_transaction(station: Station) -> None:

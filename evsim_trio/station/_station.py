@@ -434,6 +434,18 @@ class Station(  # type: ignore[misc]
             stats.errors_by_code[(action, exc.code)] += 1
             raise
 
+    async def send_notification(self, action: str, payload: Payload) -> bool:
+        """Send a notification CALL when online; False (and logged) when offline or it failed."""
+        if not self.is_online():
+            log.info("%s: offline: %s not sent", self.label, action)
+            return False
+        try:
+            await self.call(action, payload)
+        except (CallTimeout, OcppError, LinkError) as exc:
+            log.warning("%s: %s failed: %s", self.label, action, exc)
+            return False
+        return True
+
     async def send_status(
         self, connector_id: int, status: str, error_code: str = "NoError"
     ) -> None:
