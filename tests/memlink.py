@@ -131,8 +131,8 @@ def make_station(
     return Station(spec, connect=connect)
 
 
-async def wait_state(station: Station, state: StationState) -> None:
-    """Wait until `station` reaches `state` (woken by the station's change callback)."""
+async def wait_station(station: Station, predicate: Callable[[], bool]) -> None:
+    """Wait until `predicate()` holds, re-checked on each change of `station`."""
     changed = trio.Event()
 
     def notify(_station: Station) -> None:
@@ -141,8 +141,13 @@ async def wait_state(station: Station, state: StationState) -> None:
         changed = trio.Event()
 
     station.on_change = notify
-    while station.state is not state:
+    while not predicate():
         await changed.wait()
+
+
+async def wait_state(station: Station, state: StationState) -> None:
+    """Wait until `station` reaches `state`."""
+    await wait_station(station, lambda: station.state is state)
 
 
 def record_calls(csms: EmbeddedCsms) -> list[tuple[float, str, dict[str, Any]]]:

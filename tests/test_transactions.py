@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from memlink import MemoryNetwork, make_station, record_calls, running, shipped_template, wait_state
+import trio_websocket
+from memlink import (
+    MemoryNetwork,
+    make_station,
+    record_calls,
+    running,
+    shipped_template,
+    wait_state,
+    wait_station,
+)
 
 from evsim_trio.csms import EmbeddedCsms, StationRecord
 from evsim_trio.ocpp import GenericError
@@ -23,8 +33,8 @@ def actions(calls: Calls, *wanted: str) -> list[str]:
     return [action for _, action, _ in calls if not wanted or action in wanted]
 
 
-def station_for(network: MemoryNetwork, **overrides: Any) -> Station:
-    station = make_station(shipped_template(**overrides), network.connect())
+def station_for(network: MemoryNetwork, *, index: int = 1, **overrides: Any) -> Station:
+    station = make_station(shipped_template(**overrides), network.connect(), index=index)
     station.configuration.set("WebSocketPingInterval", "0")
     station.configuration.set("MeterValueSampleInterval", "60")
     return station
@@ -276,10 +286,30 @@ async def test_offline_queue_delivers_every_transaction_message_once_in_order(
 ) -> None:
     csms, network = csms_network
     calls = record_calls(csms)
-    stations = [station_for(network) for _ in range(1)]
-    station = make_station(shipped_template(), network.connect(), index=2)
-    station.configuration.set("WebSocketPingInterval", "0")
-    stations.append(station)
+    # Per station and connector, in arrival order: (action, transaction id).
+    flows: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    keys: dict[int, tuple[str, int]] = {}
+    for action in ("StartTransaction", "MeterValues", "StopTransaction"):
+        inner = csms.handlers[action]
+
+        async def flow(
+            record: StationRecord, payload: dict[str, Any], inner: Any = inner, action: str = action
+        ) -> Any:
+            answer = inner(record, payload)
+            if hasattr(answer, "__await__"):
+                answer = await answer
+            if action == "StartTransaction":
+                tx_id = answer["transactionId"]
+                key = (record.station_id, payload["connectorId"])
+                keys[tx_id] = key
+            else:
+                tx_id = payload.get("transactionId")
+                key = keys[tx_id]  # StopTransaction names the transaction, not the connector
+            flows.setdefault(key, []).append((action, tx_id))
+            return answer
+
+        csms.handlers[action] = flow
+    stations = [station_for(network), station_for(network, index=2)]
     with trio.fail_after(10 * HOUR):
         async with trio.open_nursery() as nursery:
             for s in stations:
@@ -314,6 +344,19 @@ async def test_offline_queue_delivers_every_transaction_message_once_in_order(
     meter_tx = [p.get("transactionId") for _, a, p in calls if a == "MeterValues"]
     assert None not in meter_tx
     assert set(meter_tx) <= {p["transactionId"] for p in stops}
+    # In order per connector: Start, its MeterValues, its Stop; then the next transaction.
+    assert len(flows) == 4
+    for flow_ in flows.values():
+        current = None
+        for action, tx_id in flow_:
+            if action == "StartTransaction":
+                assert current is None
+                current = tx_id
+            else:
+                assert tx_id == current
+                if action == "StopTransaction":
+                    current = None
+        assert current is None
     assert not csms.violations
 
 
@@ -400,3 +443,87 @@ async def test_must_authorize_at_remote_start_bypasses_local_pre_authorization(
             assert await csms.call(sid, "RemoteStartTransaction", start) == {"status": "Accepted"}
             await station.connectors[1].wait_status("Charging")
     assert actions(calls, "Authorize") == ["Authorize"] * authorizes
+
+
+def raw_csms(start_answers: list[str], log: list[tuple[float, str]]) -> Any:
+    """A CSMS of a few lines answering StartTransaction from `start_answers` in turn:
+    "invalid" (a payload that breaks the schema), "error" (a CALLERROR), "none" (no answer),
+    "ok" (a valid answer)."""
+
+    async def serve(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept(subprotocol="ocpp1.6")
+        answers = iter(start_answers)
+        while True:
+            try:
+                frame = json.loads(await ws.get_message())
+            except trio_websocket.ConnectionClosed:
+                return
+            if frame[0] != 2:
+                continue
+            unique_id, action = frame[1], frame[2]
+            log.append((trio.current_time(), action))
+            now = "2026-01-01T00:00:00Z"
+            reply: Any = [3, unique_id, {}]
+            if action == "BootNotification":
+                reply = [3, unique_id, {"status": "Accepted", "interval": 600, "currentTime": now}]
+            elif action in ("Authorize", "StopTransaction"):
+                reply = [3, unique_id, {"idTagInfo": {"status": "Accepted"}}]
+            elif action == "Heartbeat":
+                reply = [3, unique_id, {"currentTime": now}]
+            elif action == "StartTransaction":
+                kind = next(answers, "ok")
+                if kind == "none":
+                    continue
+                if kind == "error":
+                    reply = [4, unique_id, "InternalError", "try later", {}]
+                elif kind == "invalid":
+                    reply = [3, unique_id, {"transactionId": "seven"}]
+                else:
+                    reply = [
+                        3,
+                        unique_id,
+                        {"transactionId": 7, "idTagInfo": {"status": "Accepted"}},
+                    ]
+            await ws.send_message(json.dumps(reply))
+
+    return serve
+
+
+@pytest.mark.parametrize(
+    ("answers", "waits"),
+    [
+        (["invalid", "ok"], [20]),
+        (["error", "invalid", "ok"], [20, 40]),
+        # No answer: the call times out after call_timeout (30 s), then the retry waits 20 s.
+        (["none", "ok"], [30 + 20]),
+    ],
+    ids=["invalid-payload", "callerror-then-invalid", "never-answered"],
+)
+async def test_bad_start_transaction_answers_are_retried_and_the_station_stays_up(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    answers: list[str],
+    waits: list[float],
+) -> None:
+    log: list[tuple[float, str]] = []
+    network = MemoryNetwork(nursery, raw_csms(answers, log))
+    station = station_for(network, call_timeout=30.0)
+    station.configuration.set("TransactionMessageRetryInterval", "20")
+    station.configuration.set("MeterValueSampleInterval", "0")
+    nursery.start_soon(station.run)
+    with trio.fail_after(HOUR):
+        await wait_state(station, StationState.BOOTED)
+        assert await station.start_transaction(1, "TAG-1")
+        tx = station.connectors[1].transaction
+        assert tx is not None
+        await wait_station(station, lambda: tx.transaction_id is not None)
+        assert tx.transaction_id == 7
+        assert await station.stop_transaction(1)
+        await wait_station(station, lambda: len(station.queue) == 0)
+    starts = [t for t, action in log if action == "StartTransaction"]
+    assert len(starts) == len(answers)
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx(waits, abs=0.01)
+    assert station.state is StationState.BOOTED  # up and connected all along
+    assert len(network.attempts) == 1
+    assert [a for _, a in log].count("StopTransaction") == 1
+    station.stop()

@@ -59,6 +59,7 @@ class TransactionsMixin:
     call: Callable[[str, Payload], Awaitable[Payload]]
     send_status: Callable[..., Awaitable[None]]
     persist: Callable[[], None]
+    changed: Callable[[], None]
     flush_state: Callable[[], Awaitable[None]]
     spawn: Callable[..., None]
     is_online: Callable[[], bool]
@@ -333,6 +334,7 @@ class TransactionsMixin:
             self.tx_ids.pop(message.local_tx, None)
         message.done.set()
         self.persist()
+        self.changed()  # a transaction id learnt, the queue shorter
 
     def _started(self, message: QueuedMessage, result: Payload | None) -> None:
         """StartTransaction answered: learn the id; a rejected idTag ends or suspends (1.6 §4.8)."""
