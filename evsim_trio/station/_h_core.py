@@ -33,6 +33,13 @@ async def remote_start(station: Station, call: Call) -> Payload:
     # A Reserved connector may start for the reserved tag: start_transaction checks it.
     if connector_id == 0 or connector is None or not connector.can_start(reserved_ok=True):
         return {"status": "Rejected"}
+    reservation = station.reservations.on_connector(connector_id)
+    if (
+        reservation is not None
+        and reservation.parent_id_tag is None
+        and reservation.id_tag.casefold() != str(payload["idTag"]).casefold()
+    ):
+        return {"status": "Rejected"}  # reserved for another idTag (1.6 §5.13)
     profile = payload.get("chargingProfile")
     if profile is not None and profile.get("chargingProfilePurpose") != "TxProfile":
         return {"status": "Rejected"}

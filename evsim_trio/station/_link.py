@@ -168,8 +168,11 @@ class Connection:
         self._pending: _Pending | None = None
         self.closed = False
 
-    async def call(self, action: str, payload: Payload) -> Payload:
+    async def call(self, action: str, payload: Payload | Callable[[], Payload]) -> Payload:
         """Send a CALL and return the CALLRESULT payload.
+
+        `payload` may be a function: it is called once the CALL may leave (after the one
+        outstanding CALL before it), so that a status reported is the current one.
 
         Raises the OcppError of a CALLERROR or of an invalid answer, `CallTimeout`, or
         `NotConnected` when the socket closes first.
@@ -177,6 +180,8 @@ class Connection:
         async with self._call_lock:
             if self.closed:
                 raise NotConnected(f"{self.label}: connection closed")
+            if callable(payload):
+                payload = payload()
             call, text = self.session.prepare_call(action, payload)
             pending = self._pending = _Pending(call)
             try:

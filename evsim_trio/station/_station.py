@@ -410,7 +410,7 @@ class Station(  # type: ignore[misc]
         self.changed()
 
     # -- messages ------------------------------------------------------------------------------
-    async def call(self, action: str, payload: Payload) -> Payload:
+    async def call(self, action: str, payload: Payload | Callable[[], Payload]) -> Payload:
         """Send a station-initiated CALL on the current connection and return the answer."""
         connection = self._connection
         if connection is None:
@@ -488,11 +488,14 @@ class Station(  # type: ignore[misc]
                 for cid in ids:
                     await self.send_meter_values_now(cid)
             elif requested == "DiagnosticsStatusNotification":
+                # The status of when the message leaves, not of when it was asked for.
                 await self.call(
-                    "DiagnosticsStatusNotification", {"status": self.diagnostics_status}
+                    "DiagnosticsStatusNotification", lambda: {"status": self.diagnostics_status}
                 )
             elif requested == "FirmwareStatusNotification":
-                await self.call("FirmwareStatusNotification", {"status": self.firmware_status})
+                await self.call(
+                    "FirmwareStatusNotification", lambda: {"status": self.firmware_status}
+                )
         except (CallTimeout, OcppError, LinkError) as exc:
             log.warning("%s: triggered %s failed: %s", self.label, requested, exc)
 
