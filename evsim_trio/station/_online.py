@@ -295,22 +295,34 @@ class OnlineMixin:
         for connector in self.connectors.values():
             if first or connector.status != connector.notified_status:
                 await self.send_status(connector.connector_id, connector.status)
-        self._heartbeat_scope = await nursery.start(self._run_heartbeat)
+        # A random phase in the second half of the first interval: a fleet that booted
+        # together does not heartbeat in one burst for ever after.
+        interval = self.configuration.get_int("HeartbeatInterval", 0)
+        phase = interval * self.rng.uniform(0.5, 1.0)
+        self._heartbeat_scope = await nursery.start(self._run_heartbeat, phase)
         self._ping_scope = await nursery.start(self._run_ping)
         nursery.start_soon(self.run_sender)
         self.on_accepted()
 
     async def _run_heartbeat(
-        self, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+        self,
+        first_delay: float | None = None,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Heartbeat every HeartbeatInterval seconds (0 disables); restartable via its scope."""
+        """Heartbeat every HeartbeatInterval seconds (0 disables); restartable via its scope.
+
+        `first_delay` (default: the interval) is the wait before the first one.
+        """
         with trio.CancelScope() as scope:
             task_status.started(scope)
             interval = self.configuration.get_int("HeartbeatInterval", 0)
             if interval <= 0:
                 return
+            delay = interval if first_delay is None else first_delay
             while True:
-                await trio.sleep(interval)
+                await trio.sleep(delay)
+                delay = interval
                 try:
                     await self.call("Heartbeat", {})
                 except (CallTimeout, OcppError) as exc:
