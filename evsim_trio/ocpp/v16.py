@@ -12,6 +12,7 @@ __all__ = [
     "CENTRAL_SYSTEM_INITIATED",
     "CHARGE_POINT_INITIATED",
     "ERROR_CODES",
+    "FEATURE_PROFILES",
     "SECURITY_ACTIONS",
 ]
 
@@ -103,3 +104,42 @@ ERROR_CODES: tuple[str, ...] = (
 )
 """The CALLERROR ErrorCodes of OCPP-J 1.6, section 4.2.3, in the order and spelling of its table
 ("Occurence" with one r is the specification's spelling)."""
+
+FEATURE_PROFILES: dict[str, frozenset[str]] = {
+    "Core": frozenset(
+        {
+            "Authorize",
+            "BootNotification",
+            "ChangeAvailability",
+            "ChangeConfiguration",
+            "ClearCache",
+            "DataTransfer",
+            "GetConfiguration",
+            "Heartbeat",
+            "MeterValues",
+            "RemoteStartTransaction",
+            "RemoteStopTransaction",
+            "Reset",
+            "StartTransaction",
+            "StatusNotification",
+            "StopTransaction",
+            "UnlockConnector",
+        }
+    ),
+    "FirmwareManagement": frozenset(
+        {
+            "DiagnosticsStatusNotification",
+            "FirmwareStatusNotification",
+            "GetDiagnostics",
+            "UpdateFirmware",
+        }
+    ),
+    "LocalAuthListManagement": frozenset({"GetLocalListVersion", "SendLocalList"}),
+    "Reservation": frozenset({"CancelReservation", "ReserveNow"}),
+    "SmartCharging": frozenset(
+        {"ClearChargingProfile", "GetCompositeSchedule", "SetChargingProfile"}
+    ),
+    "RemoteTrigger": frozenset({"TriggerMessage"}),
+}
+"""The actions of each feature profile, both directions (OCPP 1.6 §3, table "Feature Profiles"),
+under the names SupportedFeatureProfiles uses."""

@@ -33,20 +33,14 @@ from typing import get_args
 import attrs
 
 from evsim_trio.config._ocpp16 import Measurand
+from evsim_trio.ocpp import v16
 
 INT32_MAX = 2**31 - 1
 
 MEASURANDS: tuple[str, ...] = get_args(Measurand)
 """OCPP 1.6 §7.31 Measurand values, the members of the meter value CSL keys."""
 
-FEATURE_PROFILES: tuple[str, ...] = (
-    "Core",
-    "FirmwareManagement",
-    "LocalAuthListManagement",
-    "Reservation",
-    "SmartCharging",
-    "RemoteTrigger",
-)
+FEATURE_PROFILES: tuple[str, ...] = tuple(v16.FEATURE_PROFILES)
 """OCPP 1.6 §3 feature profile names, as SupportedFeatureProfiles lists them."""
 
 PHASE_ROTATIONS: tuple[str, ...] = (
@@ -65,26 +59,8 @@ CHARGING_RATE_UNITS: tuple[str, ...] = ("Current", "Power")
 """OCPP 1.6 §9.4.2 ChargingScheduleAllowedChargingRateUnit members."""
 
 PROFILE_ACTIONS: Mapping[str, frozenset[str]] = {
-    "Core": frozenset(
-        {
-            "ChangeAvailability",
-            "ChangeConfiguration",
-            "ClearCache",
-            "DataTransfer",
-            "GetConfiguration",
-            "RemoteStartTransaction",
-            "RemoteStopTransaction",
-            "Reset",
-            "UnlockConnector",
-        }
-    ),
-    "FirmwareManagement": frozenset({"GetDiagnostics", "UpdateFirmware"}),
-    "LocalAuthListManagement": frozenset({"GetLocalListVersion", "SendLocalList"}),
-    "Reservation": frozenset({"CancelReservation", "ReserveNow"}),
-    "SmartCharging": frozenset(
-        {"ClearChargingProfile", "GetCompositeSchedule", "SetChargingProfile"}
-    ),
-    "RemoteTrigger": frozenset({"TriggerMessage"}),
+    profile: actions & v16.CENTRAL_SYSTEM_INITIATED
+    for profile, actions in v16.FEATURE_PROFILES.items()
 }
 """The CSMS-initiated actions of each feature profile (OCPP 1.6 §3, table "Feature Profiles")."""
 

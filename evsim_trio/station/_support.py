@@ -10,42 +10,9 @@ import evsim_trio.station  # noqa: F401  (imports every handler module)
 from evsim_trio.ocpp import v16
 from evsim_trio.station._handlers import REGISTRY
 
-# OCPP 1.6 §3.2 feature profiles, and the Security Whitepaper's additions.
+# OCPP 1.6 §3 feature profiles, and the Security Whitepaper's additions.
 PROFILES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "Core",
-        (
-            "Authorize",
-            "BootNotification",
-            "ChangeAvailability",
-            "ChangeConfiguration",
-            "ClearCache",
-            "DataTransfer",
-            "GetConfiguration",
-            "Heartbeat",
-            "MeterValues",
-            "RemoteStartTransaction",
-            "RemoteStopTransaction",
-            "Reset",
-            "StartTransaction",
-            "StatusNotification",
-            "StopTransaction",
-            "UnlockConnector",
-        ),
-    ),
-    (
-        "Firmware Management",
-        (
-            "DiagnosticsStatusNotification",
-            "FirmwareStatusNotification",
-            "GetDiagnostics",
-            "UpdateFirmware",
-        ),
-    ),
-    ("Local Auth List Management", ("GetLocalListVersion", "SendLocalList")),
-    ("Reservation", ("CancelReservation", "ReserveNow")),
-    ("Smart Charging", ("ClearChargingProfile", "GetCompositeSchedule", "SetChargingProfile")),
-    ("Remote Trigger", ("TriggerMessage",)),
+    *((name, tuple(sorted(actions))) for name, actions in v16.FEATURE_PROFILES.items()),
     ("Security Whitepaper", tuple(sorted(v16.SECURITY_ACTIONS))),
 )
 
