@@ -8,6 +8,7 @@ scrapes, so the stations' hot paths only bump plain integers. Each app has its o
 from __future__ import annotations
 
 import collections
+import typing
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from evsim_trio.config._ocpp16 import ChargePointStatus
 from evsim_trio.station import StationState, WsState
 
 if TYPE_CHECKING:
@@ -29,17 +31,7 @@ __all__ = ["FleetCollector", "UiStatistics", "make_registry"]
 
 # OCPP 1.6 ChargePointStatus values: every one is exposed, zeros included, so that dashboards
 # see a stable set of series.
-CONNECTOR_STATUSES = (
-    "Available",
-    "Preparing",
-    "Charging",
-    "SuspendedEVSE",
-    "SuspendedEV",
-    "Finishing",
-    "Reserved",
-    "Unavailable",
-    "Faulted",
-)
+CONNECTOR_STATUSES: tuple[str, ...] = typing.get_args(ChargePointStatus)
 
 
 @attrs.define
