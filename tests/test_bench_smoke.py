@@ -1,0 +1,60 @@
+"""The benchmark harness end to end, small: 20 stations, a 5 s window, real processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+RUN_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "run_bench.py"
+
+
+def test_bench_harness_boots_20_stations_and_measures_a_window(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN_BENCH),
+            "--stations",
+            "20",
+            "--window",
+            "5",
+            "--settle",
+            "4",
+            "--ramp-timeout",
+            "20",
+            "--baseline",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,  # the harness bounds itself well below this; this is the test's deadline
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    (result,) = report["results"]
+    assert "error" not in result
+    assert result["booted"] == 20
+    assert 0 < result["boot_s"] < 20
+    window = result["window"]
+    assert window["seconds"] >= 4.5  # between two status lines: up to 0.3 s early
+    assert window["round_trips"] > 0
+    assert window["errors"] == 0
+    assert window["timeouts"] == 0
+    assert window["sim_cpu_s"] >= 0
+    assert window["sim_us_per_rt"] is not None
+    assert window["csms_cpu_s"] >= 0
+    assert result["memory"]["sim_rss_mib"] > 10
+    # Both processes stopped by themselves: SIGINT / SIGTERM, clean exits, nothing killed.
+    assert result["stop"]["simulator"]["exit_code"] == 0
+    assert not result["stop"]["simulator"]["killed"]
+    assert result["stop"]["csms"]["exit_code"] == 0
+    assert "stations" in done.stdout  # the result table
