@@ -37,7 +37,14 @@ from evsim_trio._resources import data_dir
 from evsim_trio.config import load_site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator import Simulator, build_specs
-from evsim_trio.station import Transaction, default_connect, load_state, save_state, state_path
+from evsim_trio.station import (
+    Transaction,
+    default_connect,
+    load_state,
+    remove_temp_files,
+    save_state,
+    state_path,
+)
 
 TEMPLATES = data_dir("station_templates")
 STATE_LOGGER = "evsim_trio.station._persistence"
@@ -432,15 +439,19 @@ def test_temp_files_of_an_interrupted_write_do_not_confuse_loading(
     leftover.write_bytes(b'version = 1\n[station_info]\nstation_id = "AC2')
     with caplog.at_level(logging.WARNING, logger=STATE_LOGGER):
         assert load_state(path) is None
-        # Next to a good state file it is ignored too (and loading clears such leftovers).
+        # Next to a good state file it is ignored too.
         save_state(path, sample_state())
         other = tmp_path / f".{path.name}.zz9.tmp"
         other.write_bytes(b"\x00\x01")
         assert load_state(path) == {"version": 1, **sample_state()}
     assert caplog.records == []
     assert not list(tmp_path.glob("*.damaged"))
+    # The simulator removes such leftovers once, before its stations load their state.
+    assert leftover.exists()
+    assert remove_temp_files(tmp_path) == 2
     assert not leftover.exists()
     assert not other.exists()
+    assert path.exists()
 
 
 def _site(tmp_path: Path, count: int = 2) -> Path:

@@ -14,7 +14,14 @@ import trio
 from evsim_trio.config import Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._build import build_specs
-from evsim_trio.station import Connect, Station, StationSpec, StationState, set_aside
+from evsim_trio.station import (
+    Connect,
+    Station,
+    StationSpec,
+    StationState,
+    remove_temp_files,
+    set_aside,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +109,11 @@ class Simulator:
                 self.csms = EmbeddedCsms(heartbeat_interval=config.csms.heartbeat_interval)
                 await nursery.start(self.csms.serve, config.csms.host, config.csms.port)
                 log.info("embedded CSMS listening on %s", self.csms_url)
+            # Before any station runs: temporary files of writes a kill interrupted.
+            if self.state_dir.is_dir():
+                removed = remove_temp_files(self.state_dir)
+                if removed:
+                    log.info("removed %d temporary files of interrupted writes", removed)
             specs = await trio.to_thread.run_sync(
                 lambda: build_specs(
                     self.site,

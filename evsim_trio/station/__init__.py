@@ -31,7 +31,13 @@ from evsim_trio.station._link import (
 )
 from evsim_trio.station._ocpp_config import ConfigurationKey, OcppConfiguration
 from evsim_trio.station._online import RegistrationFailed, StationState, WsState
-from evsim_trio.station._persistence import load_state, save_state, set_aside, state_path
+from evsim_trio.station._persistence import (
+    load_state,
+    remove_temp_files,
+    save_state,
+    set_aside,
+    state_path,
+)
 from evsim_trio.station._station import Station, StationSpec
 from evsim_trio.station._stats import LatencyHistogram, StationStatistics
 
@@ -59,6 +65,7 @@ __all__ = [
     "load_state",
     "ocpp_timestamp",
     "reconnect_delay",
+    "remove_temp_files",
     "save_state",
     "serial_number",
     "set_aside",

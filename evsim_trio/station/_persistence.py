@@ -28,9 +28,6 @@ def state_path(state_dir: Path, hash_id: str) -> Path:
 
 def load_state(path: Path) -> dict[str, Any] | None:
     """Read a state file; None when missing. An unusable file is set aside and reported."""
-    # Temporary files of writes a kill interrupted: never renamed, never needed.
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -59,8 +56,20 @@ def set_aside(path: Path, suffix: str, why: str) -> None:
     log.warning("%s: %s; moved to %s, the station starts afresh", path, why, aside)
 
 
-def save_state(path: Path, state: Mapping[str, Any]) -> None:
-    """Write `state` atomically (temp file + fsync + rename)."""
+def remove_temp_files(state_dir: Path) -> int:
+    """Delete the temporary files of writes a kill interrupted (never renamed, never needed).
+
+    Called once per state directory before the stations load their state; returns how many.
+    """
+    removed = 0
+    for stale in state_dir.glob(".*.toml.*.tmp"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def save_state(path: Path, state: Mapping[str, Any], *, fsync: bool = True) -> None:
+    """Write `state` atomically (temp file + fsync + rename; rename alone without `fsync`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = tomli_w.dumps({"version": STATE_VERSION, **state})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -68,7 +77,8 @@ def save_state(path: Path, state: Mapping[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

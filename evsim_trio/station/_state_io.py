@@ -163,12 +163,18 @@ class StateMixin:
         self._dirty.set()
 
     def save_now(self) -> None:
-        """Write the state at once (synchronously: used when the station stops)."""
+        """Write the state at once, synchronously: when the station stops.
+
+        The energy registers move with every sample without marking the state changed; they are
+        saved with the next change, and here. No fsync: on a clean stop the kernel writes the
+        file out, and a fleet of thousands stops in seconds rather than minutes.
+        """
         path = self._state_path()
         if path is None:
             return
+        self._dirty = trio.Event()
         try:
-            save_state(path, self.to_state())
+            save_state(path, self.to_state(), fsync=False)
         except OSError:
             log.exception("%s: could not write state to %s", self.label, path)
 
