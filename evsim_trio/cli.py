@@ -269,13 +269,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         code = trio.run(_run, site, args, storage)
     except* BuildError as group:
-        _error("; ".join(str(exc) for exc in group.exceptions))
+        _error(_messages(group))
         code = EXIT_USAGE
     except* OSError as group:
         # Typically the embedded CSMS port is taken.
-        _error("; ".join(str(exc) for exc in group.exceptions))
+        _error(_messages(group))
         code = EXIT_RUNTIME
     return code
+
+
+def _messages(group: BaseExceptionGroup[BaseException]) -> str:
+    """The messages of the exceptions in a (nested) exception group, on one line."""
+    leaves: list[str] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.append(_messages(exc))
+        else:
+            leaves.append(str(exc) or repr(exc))
+    return "; ".join(leaves)
 
 
 def _cmd_csms(args: argparse.Namespace) -> int:

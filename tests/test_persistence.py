@@ -448,7 +448,10 @@ def test_temp_files_of_an_interrupted_write_do_not_confuse_loading(
     assert not list(tmp_path.glob("*.damaged"))
     # The simulator removes such leftovers once, before its stations load their state.
     assert leftover.exists()
-    assert remove_temp_files(tmp_path) == 2
+    foreign = tmp_path / ".someone-else.toml.abc.tmp"  # another process's (a shard's) write
+    foreign.write_bytes(b"")
+    assert remove_temp_files(tmp_path, [path]) == 2
+    assert foreign.exists()
     assert not leftover.exists()
     assert not other.exists()
     assert path.exists()

@@ -109,11 +109,6 @@ class Simulator:
                 self.csms = EmbeddedCsms(heartbeat_interval=config.csms.heartbeat_interval)
                 await nursery.start(self.csms.serve, config.csms.host, config.csms.port)
                 log.info("embedded CSMS listening on %s", self.csms_url)
-            # Before any station runs: temporary files of writes a kill interrupted.
-            if self.state_dir.is_dir():
-                removed = remove_temp_files(self.state_dir)
-                if removed:
-                    log.info("removed %d temporary files of interrupted writes", removed)
             specs = await trio.to_thread.run_sync(
                 lambda: build_specs(
                     self.site,
@@ -123,6 +118,12 @@ class Simulator:
                     shard=self.shard,
                 )
             )
+            # Before any station runs: temporary files its writes left when a kill cut them.
+            paths = [spec.state_path for spec in specs if spec.state_path is not None]
+            if paths and self.state_dir.is_dir():
+                removed = remove_temp_files(self.state_dir, paths)
+                if removed:
+                    log.info("removed %d temporary files of interrupted writes", removed)
             self.stations = [self.make_station(spec) for spec in specs]
             for station in self.stations:
                 if station.spec.auto_start:

@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +56,22 @@ def set_aside(path: Path, suffix: str, why: str) -> None:
     log.warning("%s: %s; moved to %s, the station starts afresh", path, why, aside)
 
 
-def remove_temp_files(state_dir: Path) -> int:
-    """Delete the temporary files of writes a kill interrupted (never renamed, never needed).
+def remove_temp_files(state_dir: Path, paths: Iterable[Path]) -> int:
+    """Delete the temporary files that writes of these state files left when a kill interrupted
+    them (never renamed, never needed); returns how many.
 
-    Called once per state directory before the stations load their state; returns how many.
+    One listing of the directory for the whole fleet; files of other processes sharing the
+    directory (shards) are left alone.
     """
+    names = {path.name for path in paths}
     removed = 0
-    for stale in state_dir.glob(".*.toml.*.tmp"):
-        stale.unlink(missing_ok=True)
-        removed += 1
+    for entry in os.scandir(state_dir):
+        name = entry.name
+        if name.startswith(".") and name.endswith(".tmp"):
+            owner = name[1:].rsplit(".", 2)[0]  # ".<hash>.toml.<random>.tmp" -> "<hash>.toml"
+            if owner in names:
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
     return removed
 
 
