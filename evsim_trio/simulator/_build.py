@@ -171,7 +171,7 @@ def plan_fleet(
     planned: list[PlannedStation] = []
     seen: dict[str, int] = {}
     for entry_index, entry in enumerate(entries if entries is not None else config.stations):
-        template = site.templates[entry.template]
+        template = site.template_for(entry)
         base_name = entry.base_name or template.base_name or template.template_name
         urls: Sequence[str] = (
             entry.supervision_urls
@@ -233,7 +233,6 @@ def build_specs(
         identity, path, state = _identity(
             p.template, p.entry_index, p.index, p.station_id, seed, state_dir
         )
-        tags_file = p.template.authorization_file
         specs.append(
             StationSpec(
                 identity=identity,
@@ -242,7 +241,7 @@ def build_specs(
                 seed=seed,
                 connector_ids=_connector_ids(p.template, p.station_id, seed),
                 auto_start=p.entry.auto_start,
-                id_tags=site.id_tags.get(tags_file, ()) if tags_file is not None else (),
+                id_tags=site.id_tags_for(p.template),
                 state_path=path,
                 state=state,
             )

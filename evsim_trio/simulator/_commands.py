@@ -140,7 +140,7 @@ def _accepted(action: str, response: Payload, status: str | None) -> Payload:
 async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
     configured: dict[str, int] = {}
     for entry in simulator.site.config.stations:
-        name = simulator.site.templates[entry.template].template_name
+        name = simulator.site.template_for(entry).template_name
         configured[name] = configured.get(name, 0) + entry.count
     statistics: dict[str, Payload] = {
         name: {"configured": count, "added": 0, "started": 0, "indexes": []}

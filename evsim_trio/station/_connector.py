@@ -9,8 +9,6 @@ import trio
 
 # ChargePointStatus values in which a connector can start a transaction (1.6 §4.9, §3.7).
 STARTABLE = frozenset({"Available", "Preparing", "Finishing"})
-# Statuses a connector reports while a transaction runs.
-IN_TRANSACTION = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 
 
 @attrs.define(eq=False)

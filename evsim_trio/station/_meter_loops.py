@@ -92,12 +92,6 @@ class MeterLoopsMixin:
         voltage, phases, dc = self.electrical()
         return amps_to_watts(amps, voltage=voltage, phases=phases, dc=dc)
 
-    def power_limit_w(self, connector_id: int, when: datetime | None = None) -> float | None:
-        """The power cap at `when` (default: now) in W under the limits installed now: the
-        amperage limit key and the charging profiles' composite; None when nothing limits."""
-        tx_start = self._tx_start(connector_id)
-        return self._cap(connector_id, self.amperage_limit_w(), self.profiles, when, tx_start)
-
     def _tx_start(self, connector_id: int) -> datetime | None:
         connector = self.connectors.get(connector_id)
         tx = connector.transaction if connector is not None else None

@@ -30,6 +30,7 @@ from evsim_trio.station._handlers import REGISTRY
 from evsim_trio.station._identity import StationIdentity, station_rng
 from evsim_trio.station._keys import implemented_profiles
 from evsim_trio.station._link import (
+    CLOSE_TIMEOUT,
     CallTimeout,
     Connect,
     Connection,
@@ -55,9 +56,6 @@ if TYPE_CHECKING:
     from evsim_trio.config import StationTemplate
 
 log = logging.getLogger(__name__)
-
-# Bound on the close handshake when a station is stopped or reset.
-CLOSE_GRACE = 1.0
 
 
 @attrs.frozen
@@ -362,7 +360,7 @@ class Station(  # type: ignore[misc]
         if connection is not None:
             self.ws_state = WsState.CLOSING
             code, reason = (1001, "station stopped") if self._reboot is None else (1012, "reset")
-            with trio.move_on_after(CLOSE_GRACE):
+            with trio.move_on_after(CLOSE_TIMEOUT):
                 await connection.ws.aclose(code, reason)
         scope.cancel()
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from evsim_trio.ocpp import OcppError
-from evsim_trio.station._clock import ocpp_timestamp, parse_timestamp, utc_now
+from evsim_trio.station._clock import ocpp_timestamp, utc_now
 from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._link import CallTimeout, LinkError, Payload
 from evsim_trio.station._local_auth import AuthorizationKeys, authorization_decision
@@ -371,7 +370,3 @@ class TransactionsMixin:
             else:
                 self.meters[connector.connector_id].set_active(False)
                 self.spawn(self.send_status, connector.connector_id, "SuspendedEVSE")
-
-    def started_at(self, tx: Transaction) -> datetime:
-        """When `tx` started, as a datetime (for Relative charging profiles)."""
-        return parse_timestamp(tx.start_timestamp)
