@@ -24,13 +24,15 @@ import sys
 import time
 import tomllib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import attrs
 import pytest
+import tomli_w
 import trio
+import trio.testing
 from memlink import MemoryNetwork, make_station, shipped_template
 
 from evsim_trio._resources import data_dir
@@ -38,13 +40,17 @@ from evsim_trio.config import load_site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator import Simulator, build_specs
 from evsim_trio.station import (
+    Station,
     Transaction,
+    _state_writer,
     default_connect,
     load_state,
     remove_temp_files,
     save_state,
     state_path,
 )
+from evsim_trio.station._state_text import StateText
+from evsim_trio.station._state_writer import StateWriter
 
 TEMPLATES = data_dir("station_templates")
 STATE_LOGGER = "evsim_trio.station._persistence"
@@ -1049,3 +1055,282 @@ async def test_change_configuration_survives_a_restart(tmp_path: Path, stop: str
     assert_clean_log(tmp_path / "run-1.log")
     assert_clean_log(tmp_path / "run-2.log")
     assert csms.violations == []
+
+
+# -- unit: the state text cache and the fleet's state writer ------------------------------------
+
+
+def content(path: Path) -> bytes | None:
+    """The bytes of a file, None when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def names(directory: Path) -> list[str]:
+    """The names in a directory, sorted."""
+    return sorted(p.name for p in directory.iterdir())
+
+
+def assert_text_is_the_full_render(station: Station) -> str:
+    """The cached text is tomli_w's text of the whole state, and reads back as `to_state()`."""
+    text = station.state_text()
+    full = {"version": 1, **station.to_state()}
+    assert text == tomli_w.dumps(full)
+    assert tomllib.loads(text) == full
+    return text
+
+
+def test_the_cached_state_text_equals_a_full_render_after_each_kind_of_change() -> None:
+    station = make_station(
+        shipped_template("ac-3phase-2conn-atg.toml", ocpp_persistent_configuration=True),
+        default_connect(),
+    )
+    assert_text_is_the_full_render(station)
+    rendered = station._state_text.rendered
+    assert_text_is_the_full_render(station)
+    assert station._state_text.rendered == rendered  # nothing changed: nothing rendered
+    profile = {
+        "chargingProfileId": 5,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "startSchedule": "2026-01-01T00:00:00Z",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}],
+        },
+    }
+    changes: list[tuple[str, Callable[[], object]]] = [
+        ("configuration", lambda: station.configuration.change("MeterValueSampleInterval", "17")),
+        ("vendor key", lambda: station.configuration.set("VendorThing", 'with "quotes"')),
+        ("energy", lambda: setattr(station.meters[1], "energy_register_wh", 1234.5)),
+        (
+            "transaction",
+            lambda: setattr(
+                station.connectors[1],
+                "transaction",
+                Transaction(
+                    local_id=1,
+                    connector_id=1,
+                    id_tag="TAG-1",
+                    meter_start=10,
+                    start_timestamp="2026-01-01T00:00:00.000Z",
+                ),
+            ),
+        ),
+        ("open_tx", lambda: station.tx_ids.__setitem__(1, None)),
+        ("tx id", lambda: station.tx_ids.__setitem__(1, 77)),
+        ("next_local_tx", lambda: setattr(station, "next_local_tx", 1)),
+        ("queue", lambda: station.enqueue("StopTransaction", {"idTag": "TAG-1"}, 1)),
+        ("auth cache", lambda: station.auth_cache.__setitem__("TAG-1", {"status": "Accepted"})),
+        ("auth tag not bare", lambda: station.auth_cache.__setitem__("t ä\t", {"status": "x"})),
+        ("availability", lambda: setattr(station.connectors[2], "availability", "Inoperative")),
+        ("firmware", lambda: setattr(station, "firmware_version", "9.9")),
+        (
+            "local list",
+            lambda: station.local_list.from_state(
+                {"version": 3, "entries": [{"idTag": "TAG-9", "idTagInfo": {"status": "Blocked"}}]}
+            ),
+        ),
+        (
+            "profiles",
+            lambda: station.profiles.from_state([{"connector_id": 1, "profile": profile}]),
+        ),
+        ("atg counter", lambda: setattr(station.atg.statuses[2], "skipped_transactions", 3)),
+        ("atg date", lambda: setattr(station.atg.statuses[1], "start_date", "2026-01-01T00:00Z")),
+        ("transaction ends", lambda: setattr(station.connectors[1], "transaction", None)),
+        ("queue empties", lambda: station.queue.pop()),
+        ("auth cache cleared", station.clear_authorization_cache),
+    ]
+    for what, change in changes:
+        before = station.state_text()
+        change()
+        after = assert_text_is_the_full_render(station)
+        assert after != before, what
+    # A change of one connector renders that connector's table again, not the others.
+    rendered = station._state_text.rendered
+    station.meters[2].energy_register_wh += 1.0
+    assert_text_is_the_full_render(station)
+    assert station._state_text.rendered == rendered + 1
+
+
+def test_a_state_without_persistent_configuration_renders_the_same_as_tomli_w() -> None:
+    station = make_station(shipped_template(ocpp_persistent_configuration=False), default_connect())
+    assert "configuration" not in station.to_state()
+    assert_text_is_the_full_render(station)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"a": 1, "b": 2.5, "c": True, "d": "plain", "e": {"f": {"g": False}}, "h": {}},
+        {"t": {"x": {}, "y": {"z": 1}}},
+        {"t": {"u": 1, "v": {"w": "x"}}},
+        {"s": 'quote " and \\ backslash', "c": "tab\there", "n": "new\nline", "del": "\x7f"},
+        {"not bare": 1, "": 2},
+        {"f": float("inf"), "g": -0.0, "h": 1e300, "i": -(2**63)},
+        {"array": [1, 2], "aot": [{"a": 1}], "empty": []},
+        {"u": "ünïcode ✓"},
+    ],
+)
+def test_the_fast_table_writer_writes_what_tomli_w_writes(document: dict[str, Any]) -> None:
+    text = StateText().render(document)
+    assert text == tomli_w.dumps(document)
+    assert tomllib.loads(text) == tomllib.loads(tomli_w.dumps(document))
+
+
+async def test_concurrent_state_writes_are_batched_and_each_returns_with_its_file_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[set[Path]] = []
+    on_disk: dict[Path, bytes] = {}
+
+    def recording_write_batch(items: Mapping[Path, bytes]) -> dict[Path, OSError]:
+        time.sleep(0.02)  # a slow disk: the next writes pile up meanwhile
+        errors = _state_writer.write_batch(items)
+        for path in items:
+            on_disk[path] = path.read_bytes()
+        batches.append(set(items))
+        return errors
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", _threads_via(recording_write_batch))
+    writer = StateWriter()
+    paths = [tmp_path / "state" / f"{i:04x}.toml" for i in range(20)]
+
+    async def write_twice(path: Path) -> None:
+        for round_ in (1, 2):
+            data = f"version = 1\nround = {round_}\n".encode()
+            await writer.write(path, data)
+            # Returned: the data is the file's, written and renamed by a finished batch.
+            assert content(path) == data == on_disk[path]
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for path in paths:
+                nursery.start_soon(write_twice, path)
+    assert sum(len(b) for b in batches) == 40
+    assert len(batches) < 10  # (one batch per write would be 40)
+    assert writer.statistics() == {"batches": len(batches), "files": 40}
+    for path in paths:
+        assert load_state(path) == {"version": 1, "round": 2}
+        # The spare keeps the previous version (the next write's temp file); startup cleans it.
+        assert _state_writer.spare_path(path).read_bytes() == b"version = 1\nround = 1\n"
+    assert remove_temp_files(tmp_path / "state", paths) == 20
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == sorted(p.name for p in paths)
+
+
+def _threads_via(
+    function: Callable[[Mapping[Path, bytes]], dict[Path, OSError]],
+) -> Callable[..., Any]:
+    """A stand-in for trio.to_thread.run_sync that runs `function` instead of write_batch."""
+    run_sync = trio.to_thread.run_sync
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        assert fn is _state_writer.write_batch
+        return await run_sync(function, *args)
+
+    return run
+
+
+async def test_a_cancelled_state_write_is_withdrawn_unless_its_batch_is_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def slow_write_batch(items: Mapping[Path, bytes]) -> dict[Path, OSError]:
+        token.run_sync_soon(started.set)
+        time.sleep(0.1)
+        return _state_writer.write_batch(items)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", _threads_via(slow_write_batch))
+    writer = StateWriter()
+    first, second = tmp_path / "a.toml", tmp_path / "b.toml"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.write, first, b"version = 1\n")
+            await started.wait()  # the first batch is in the thread now
+            with trio.move_on_after(0.01) as waiting:
+                await writer.write(second, b"version = 1\n")  # pending behind it: withdrawn
+            assert waiting.cancelled_caught
+        assert first.exists()
+        assert not second.exists()
+        # Two writes pile up behind a batch; when theirs starts, both are cancelled: the one
+        # that leads writes it, the other waits for it. Neither returns before its file is on
+        # disk.
+        started = trio.Event()
+        third, fourth = tmp_path / "c.toml", tmp_path / "d.toml"
+        seen: dict[Path, bytes | None] = {}
+
+        async def write_seen(path: Path, scope: trio.CancelScope) -> None:
+            with scope:
+                try:
+                    await writer.write(path, b"version = 1\nx = 2\n")
+                finally:
+                    seen[path] = content(path)
+
+        scopes = {third: trio.CancelScope(), fourth: trio.CancelScope()}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.write, first, b"version = 1\nx = 1\n")
+            await started.wait()
+            started = trio.Event()
+            for path, scope in scopes.items():
+                nursery.start_soon(write_seen, path, scope)
+            await trio.testing.wait_all_tasks_blocked()
+            await started.wait()  # their batch is in the thread now
+            for scope in scopes.values():
+                scope.cancel()
+        assert seen == dict.fromkeys(scopes, b"version = 1\nx = 2\n")
+    assert writer.statistics() == {"batches": 3, "files": 4}
+
+
+async def test_a_failed_state_write_fails_only_its_own_file(tmp_path: Path) -> None:
+    writer = StateWriter()
+    (tmp_path / "blocker").write_bytes(b"")  # a file where a directory should be
+    good, bad = tmp_path / "good.toml", tmp_path / "blocker" / "bad.toml"
+    results: dict[Path, str] = {}
+
+    async def write(path: Path) -> None:
+        try:
+            await writer.write(path, b"version = 1\n")
+        except OSError as exc:
+            results[path] = type(exc).__name__
+        else:
+            results[path] = "ok"
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write, good)
+            nursery.start_soon(write, bad)
+    assert results == {good: "ok", bad: "NotADirectoryError"}
+    assert good.read_bytes() == b"version = 1\n"
+
+
+def test_without_rename_exchange_a_state_write_renames_and_keeps_no_spare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_state_writer, "_renameat2", None)
+    path = tmp_path / "0123abcd.toml"
+    for n in range(3):
+        assert _state_writer.write_batch({path: f"version = 1\nn = {n}\n".encode()}) == {}
+        assert load_state(path) == {"version": 1, "n": n}
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+async def test_a_station_flush_is_on_disk_when_it_returns_and_a_stop_leaves_no_spare(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "station.toml"
+    station = make_station(shipped_template(), default_connect(), state_path=path)
+    with trio.fail_after(10):
+        for local_id in (1, 2):
+            station.next_local_tx = local_id
+            station.persist()
+            await station.flush_state()  # real clock: through the fleet's state writer
+            assert load_state(path) == {"version": 1, **station.to_state()}
+    assert _state_writer.spare_path(path).exists()
+    station.save_now()
+    assert names(tmp_path) == [path.name]
+    assert load_state(path) == {"version": 1, **station.to_state()}

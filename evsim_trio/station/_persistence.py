@@ -77,16 +77,30 @@ def remove_temp_files(state_dir: Path, paths: Iterable[Path]) -> int:
 
 def save_state(path: Path, state: Mapping[str, Any], *, fsync: bool = True) -> None:
     """Write `state` atomically (temp file + fsync + rename; rename alone without `fsync`)."""
+    write_state_file(path, tomli_w.dumps({"version": STATE_VERSION, **state}).encode(), fsync=fsync)
+
+
+def write_state_file(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write the text of a state file atomically: a fresh temp file, fsync'd unless not
+    `fsync`, renamed over `path`. (The station's running writes go through `_state_writer`.)
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = tomli_w.dumps({"version": STATE_VERSION, **state})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
+        try:
+            write_all(fd, data)
             if fsync:
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -17,8 +17,10 @@ import trio
 import trio.testing
 
 from evsim_trio.station._connector import Connector, Transaction
-from evsim_trio.station._persistence import save_state
+from evsim_trio.station._persistence import STATE_VERSION, write_state_file
 from evsim_trio.station._reservations import restore_statuses, station_now
+from evsim_trio.station._state_text import StateText, configuration_section, resolve
+from evsim_trio.station._state_writer import discard_spare, state_writer, write_batch
 
 if TYPE_CHECKING:
     from evsim_trio.config import StationTemplate
@@ -34,15 +36,6 @@ log = logging.getLogger(__name__)
 
 # Writes of one station are at least this far apart (trio seconds).
 PERSIST_DEBOUNCE = 1.0
-
-
-def _plain(value: Any) -> Any:
-    """Drop None values (TOML has no null) and turn int keys into strings, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value if v is not None]
-    return value
 
 
 def _virtual_time() -> bool:
@@ -70,6 +63,7 @@ class StateMixin:
     spec: Any
     _dirty: trio.Event
     _write_lock: trio.Lock
+    _state_text: StateText
 
     start_meter_loop: Callable[[int], None]
 
@@ -79,6 +73,15 @@ class StateMixin:
 
     def to_state(self) -> dict[str, Any]:
         """Everything that must survive a restart, as plain data."""
+        return resolve(self._state_sections())
+
+    def state_text(self) -> str:
+        """The state file's text: `tomli_w.dumps({"version": 1, **to_state()})`, rendered
+        again only where it changed since the last call (see `_state_text`).
+        """
+        return self._state_text.render({"version": STATE_VERSION, **self._state_sections()})
+
+    def _state_sections(self) -> dict[str, Any]:
         identity = self.identity
         state: dict[str, Any] = {
             "station_info": {
@@ -106,10 +109,10 @@ class StateMixin:
             "reservations": self.reservations.to_state(),
         }
         if self.template.ocpp_persistent_configuration:
-            state["configuration"] = self.configuration.to_state()
-        extra = self.extra_state()
-        state.update(extra)
-        return _plain(state)  # type: ignore[no-any-return]
+            # Rarely changes, and the largest part by far: built only when it did.
+            state["configuration"] = configuration_section(self.configuration)
+        state.update(self.extra_state())
+        return state
 
     def extra_state(self) -> dict[str, Any]:
         """State of later components (ATG, ...); overridden by the station."""
@@ -174,7 +177,8 @@ class StateMixin:
             return
         self._dirty = trio.Event()
         try:
-            save_state(path, self.to_state(), fsync=False)
+            write_state_file(path, self.state_text().encode(), fsync=False)
+            discard_spare(path)
         except OSError:
             log.exception("%s: could not write state to %s", self.label, path)
 
@@ -190,15 +194,17 @@ class StateMixin:
         async with self._write_lock:
             if self._dirty.is_set():
                 self._dirty = trio.Event()
-                await self._write(path, self.to_state())
+                await self._write(path, self.state_text().encode())
 
-    async def _write(self, path: Path, state: dict[str, Any]) -> None:
+    async def _write(self, path: Path, data: bytes) -> None:
         try:
             if _virtual_time():
                 # A thread would let MockClock's autojump run virtual time away meanwhile.
-                save_state(path, state)
+                error = write_batch({path: data}).get(path)
+                if error is not None:
+                    raise error
             else:
-                await trio.to_thread.run_sync(save_state, path, state)
+                await state_writer().write(path, data)
         except OSError:
             log.exception("%s: could not write state to %s", self.label, path)
 
@@ -214,4 +220,4 @@ class StateMixin:
                 if not self._dirty.is_set():
                     continue  # flushed meanwhile
                 self._dirty = trio.Event()
-                await self._write(path, self.to_state())
+                await self._write(path, self.state_text().encode())

@@ -49,6 +49,7 @@ from evsim_trio.station._queue import MessageQueue
 from evsim_trio.station._reservations import ReservationStore
 from evsim_trio.station._reserving import ReservationsMixin
 from evsim_trio.station._state_io import StateMixin
+from evsim_trio.station._state_text import StateText
 from evsim_trio.station._stats import StationStatistics
 from evsim_trio.station._transactions import TransactionsMixin
 
@@ -169,6 +170,7 @@ class Station(  # type: ignore[misc]
         self._state_changed = trio.Event()
         self._dirty = trio.Event()
         self._write_lock = trio.Lock()
+        self._state_text = StateText()
         self._atg_autostart = True
         self._ping_scope: trio.CancelScope | None = None
         self._aligned_scope: trio.CancelScope | None = None
