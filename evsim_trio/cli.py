@@ -22,13 +22,14 @@ from evsim_trio._resources import data_dir
 from evsim_trio.config import ConfigError, Site, load_site
 from evsim_trio.simulator import (
     BuildError,
+    Fleet,
     PerformanceStorage,
     Shard,
-    Simulator,
     StorageError,
+    WorkerFleet,
     check_thresholds,
-    collect_statistics,
     format_table,
+    make_fleet,
     open_storage,
     parse_shard,
     plan_fleet,
@@ -149,7 +150,7 @@ class _StatusLine:
             sys.stdout.flush()
 
 
-async def _report(simulator: Simulator, status: _StatusLine) -> None:
+async def _report(simulator: Fleet, status: _StatusLine) -> None:
     # Counting walks every station: once per period, whatever the fleet does meanwhile.
     while True:
         status.show(simulator.counts().line())
@@ -162,7 +163,12 @@ async def _run(
     storage: PerformanceStorage | None,
 ) -> int:
     started = time.monotonic()
-    simulator = Simulator(site, seed=args.seed, shard=args.shard)
+    simulator = make_fleet(
+        site,
+        seed=args.seed,
+        shard=args.shard,
+        log_setup=(site.config.log, args.log_level),
+    )
     status = _StatusLine()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -175,7 +181,8 @@ async def _run(
                 urls = await nursery.start(serve_ui, simulator, site.config.ui_server)
                 print(f"UI: {urls[0]}/", flush=True)
             print(
-                f"{len(simulator.stations)} stations, seed {simulator.seed}; Ctrl-C to stop",
+                f"{simulator.counts().total} stations{_in_workers(simulator)}, "
+                f"seed {simulator.seed}; Ctrl-C to stop",
                 flush=True,
             )
             nursery.start_soon(_report, simulator, status)
@@ -205,12 +212,12 @@ async def _run(
 async def _final_statistics(
     site: Site,
     args: argparse.Namespace,
-    simulator: Simulator,
+    simulator: Fleet,
     storage: PerformanceStorage | None,
     duration: float,
 ) -> int:
     """Print the statistics table, record and report them; EXIT_THRESHOLDS on a breach."""
-    statistics = collect_statistics(simulator.stations)
+    statistics = await simulator.statistics()
     print(format_table(statistics.fleet), flush=True)
     code = EXIT_OK
     if storage is not None:
@@ -243,6 +250,12 @@ async def _final_statistics(
             _error(f"threshold breached: {breach}")
         return EXIT_THRESHOLDS
     return code
+
+
+def _in_workers(simulator: Fleet) -> str:
+    if isinstance(simulator, WorkerFleet):
+        return f" in {simulator.processes} worker processes"
+    return ""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -47,6 +47,9 @@ class Fleet:
 
     stations: list[Station]
 
+    async def statistics(self, *, stations: bool = True) -> FleetStatistics:
+        return collect_statistics(self.stations, stations_too=stations)
+
 
 @asynccontextmanager
 async def booted_fleet(count: int = 2) -> AsyncIterator[Fleet]:

@@ -134,6 +134,7 @@ class FakeStats:
 
 
 def test_the_collector_reads_per_action_counters_and_latency_histograms() -> None:
+    from evsim_trio.simulator import fleet_metrics
     from evsim_trio.station import StationState, WsState
 
     @attrs.define
@@ -158,6 +159,9 @@ def test_the_collector_reads_per_action_counters_and_latency_histograms() -> Non
     @attrs.define
     class FakeSimulator:
         stations: list[FakeStation]
+
+        def metrics_now(self) -> dict[str, Any]:
+            return fleet_metrics(self.stations)
 
     fleet = FakeSimulator([FakeStation(), FakeStation()])
     registry = make_registry(fleet, UiStatistics())  # type: ignore[arg-type]

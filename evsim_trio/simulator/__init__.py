@@ -10,7 +10,9 @@ from evsim_trio.simulator._build import (
     parse_shard,
     plan_fleet,
 )
-from evsim_trio.simulator._commands import PROCEDURES, UnknownProcedure, execute
+from evsim_trio.simulator._commands import PROCEDURES, UnknownProcedure
+from evsim_trio.simulator._fleet_metrics import FleetMetrics, fleet_metrics, merge_metrics
+from evsim_trio.simulator._routing import Fleet, execute, make_fleet
 from evsim_trio.simulator._simulator import FleetCounts, Simulator
 from evsim_trio.simulator._statistics import (
     ActionStatistics,
@@ -33,13 +35,17 @@ from evsim_trio.simulator._storage import (
     open_storage,
     storage_path,
 )
+from evsim_trio.simulator._workers import AUTO_MIN_STATIONS, WorkerFleet, WorkerGone, worker_count
 
 __all__ = [
+    "AUTO_MIN_STATIONS",
     "PROCEDURES",
     "SQLITE_SCHEMA",
     "ActionStatistics",
     "BuildError",
+    "Fleet",
     "FleetCounts",
+    "FleetMetrics",
     "FleetStatistics",
     "JsonFileStorage",
     "PerformanceStorage",
@@ -51,16 +57,22 @@ __all__ = [
     "StorageError",
     "TrafficStatistics",
     "UnknownProcedure",
+    "WorkerFleet",
+    "WorkerGone",
     "build_specs",
     "check_thresholds",
     "collect_statistics",
     "execute",
+    "fleet_metrics",
     "format_table",
     "log_statistics",
+    "make_fleet",
+    "merge_metrics",
     "open_storage",
     "parse_shard",
     "plan_fleet",
     "run_statistics",
     "storage_path",
     "thresholds_json",
+    "worker_count",
 ]

@@ -153,6 +153,7 @@ def plan_fleet(
     entries: Sequence[StationEntry] | None = None,
     first_index: int = 1,
     shard: Shard | None = None,
+    worker: Shard | None = None,
 ) -> list[PlannedStation]:
     """Ids and supervision URLs of every station, in config order; pure (no I/O).
 
@@ -161,11 +162,15 @@ def plan_fleet(
     whole fleet) has p % N == K - 1: N shards are disjoint and together the whole fleet, and a
     station has the same id, index and URL in its shard as in the whole fleet.
 
+    With `worker=(J, W)` too, the J-th of W slices of that (a worker process's stations, dealt the
+    same way).
+
     Raises BuildError when ids collide or a station has no URL to connect to, ValueError for a
     shard that is not 1 <= K <= N.
     """
-    if shard is not None:
-        _check_shard(shard)
+    for part in (shard, worker):
+        if part is not None:
+            _check_shard(part)
     config = site.config
     distributor = _Distributor(config.supervision.distribution, seed)
     planned: list[PlannedStation] = []
@@ -198,11 +203,12 @@ def plan_fleet(
             seen[sid] = entry_index
             url = distributor.pick(urls, sid, index)
             planned.append(PlannedStation(entry_index, entry, template, index, sid, url))
-    if shard is not None:
-        k, n = shard
-        # Sliced after the whole fleet is planned: ids are checked for collisions fleet-wide and
-        # round-robin URLs are dealt as without shards.
-        return planned[k - 1 :: n]
+    # Sliced after the whole fleet is planned: ids are checked for collisions fleet-wide and
+    # round-robin URLs are dealt as without shards.
+    for part in (shard, worker):
+        if part is not None:
+            k, n = part
+            planned = planned[k - 1 :: n]
     return planned
 
 
@@ -215,6 +221,7 @@ def build_specs(
     entries: Sequence[StationEntry] | None = None,
     first_index: int = 1,
     shard: Shard | None = None,
+    worker: Shard | None = None,
 ) -> list[StationSpec]:
     """Every station of the site (or of its `shard`, see `plan_fleet`), with its state loaded.
 
@@ -228,6 +235,7 @@ def build_specs(
         entries=entries,
         first_index=first_index,
         shard=shard,
+        worker=worker,
     )
     for p in planned:
         identity, path, state = _identity(

@@ -9,7 +9,7 @@ server does); a missing or mistyped field still gives a failure, never an except
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -18,6 +18,7 @@ from evsim_trio import __version__
 from evsim_trio.ocpp import OcppError
 from evsim_trio.simulator._control import (
     ControlError,
+    FleetLike,
     add_stations,
     control_state,
     delete_stations,
@@ -29,7 +30,11 @@ from evsim_trio.simulator._control import (
     template_catalogue,
 )
 from evsim_trio.simulator._snapshot import _camel, charging_station_data, jsonable
-from evsim_trio.simulator._statistics import collect_statistics
+from evsim_trio.simulator._statistics import (
+    FleetStatistics,
+    TrafficStatistics,
+    collect_statistics,
+)
 from evsim_trio.station import Connector, LinkError, Station
 
 if TYPE_CHECKING:
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["PROCEDURES", "UnknownProcedure", "execute"]
 
 Payload = dict[str, Any]
+
+
 # Station procedures run on this many stations at once.
 _FAN_OUT = 256
 
@@ -137,24 +144,43 @@ def _accepted(action: str, response: Payload, status: str | None) -> Payload:
 # -- procedures --------------------------------------------------------------------------
 
 
-async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
-    configured: dict[str, int] = {}
-    for entry in simulator.site.config.stations:
-        name = simulator.site.template_for(entry).template_name
-        configured[name] = configured.get(name, 0) + entry.count
-    statistics: dict[str, Payload] = {
-        name: {"configured": count, "added": 0, "started": 0, "indexes": []}
-        for name, count in configured.items()
-    }
-    for station in simulator.stations:
-        name = station.identity.template_name
+def template_statistics(stations: Iterable[Station]) -> dict[str, Payload]:
+    """Per template name: stations added, started, and their indexes (a worker's share)."""
+    statistics: dict[str, Payload] = {}
+    for station in stations:
         stats = statistics.setdefault(
-            name, {"configured": 0, "added": 0, "started": 0, "indexes": []}
+            station.identity.template_name, {"added": 0, "started": 0, "indexes": []}
         )
         stats["added"] += 1
         stats["started"] += int(station.started)
         stats["indexes"].append(station.identity.index)
-    config = simulator.site.config
+    return statistics
+
+
+def simulator_state(
+    simulator: FleetLike, shares: Iterable[dict[str, Payload]], *, processes: int = 0
+) -> Payload:
+    """The simulatorState response from the template statistics of every part of the fleet
+    (`processes`: the worker processes running them, 0 in-process)."""
+    site = simulator.site
+    statistics: dict[str, Payload] = {}
+    for entry in site.config.stations:
+        name = site.template_for(entry).template_name
+        stats = statistics.setdefault(
+            name, {"configured": 0, "added": 0, "started": 0, "indexes": []}
+        )
+        stats["configured"] += entry.count
+    for share in shares:
+        for name, part in share.items():
+            stats = statistics.setdefault(
+                name, {"configured": 0, "added": 0, "started": 0, "indexes": []}
+            )
+            stats["added"] += part["added"]
+            stats["started"] += part["started"]
+            stats["indexes"] += part["indexes"]
+    for stats in statistics.values():
+        stats["indexes"].sort()
+    config = site.config
     return {
         "status": "success",
         "state": {
@@ -167,9 +193,15 @@ async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
                 "supervisionUrlDistribution": config.supervision.distribution,
                 "workers": config.workers.processes,
             },
+            # evsim-trio: the worker processes the stations run in (0: the main process).
+            "workerProcesses": processes,
             "templateStatistics": statistics,
         },
     }
+
+
+async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
+    return simulator_state(simulator, [template_statistics(simulator.stations)])
 
 
 async def _start_simulator(simulator: Simulator, payload: Payload) -> Payload:
@@ -198,11 +230,14 @@ async def _list_charging_stations(simulator: Simulator, payload: Payload) -> Pay
 
 
 async def _add_charging_stations(simulator: Simulator, payload: Payload) -> Payload:
+    # `_firstIndex`: from the main process, when the stations of the fleet are spread over workers.
+    first_index = payload.get("_firstIndex")
     added = await add_stations(
         simulator,
         str(payload["template"]),
         int(payload["numberOfStations"]),
         payload.get("options") or {},
+        first_index=int(first_index) if first_index is not None else None,
     )
     return {
         "status": "success",
@@ -242,13 +277,13 @@ def _camel_keys(value: Any) -> Any:
     return value
 
 
-async def _performance_statistics(simulator: Simulator, payload: Payload) -> Payload:
+def performance_entries(simulator: Simulator) -> tuple[list[Payload], FleetStatistics]:
+    """performanceStatistics' per-station entries, and the statistics they come from."""
     statistics = collect_statistics(simulator.stations)
-    fleet = statistics.fleet.summary()
     entries = []
     for station, figures in zip(simulator.stations, statistics.stations, strict=True):
         data = {name: getattr(station.stats, name) for name in _RAW_COUNTERS}
-        data.update(figures.traffic.summary())
+        data.update(figures.summary())
         entries.append(
             {
                 "id": station.station_id,
@@ -258,12 +293,24 @@ async def _performance_statistics(simulator: Simulator, payload: Payload) -> Pay
                 "statisticsData": _camel_keys(data),
             }
         )
+    return entries, statistics
+
+
+def performance_statistics(
+    timestamp: str, fleet: TrafficStatistics, entries: list[Payload]
+) -> Payload:
+    """The performanceStatistics response."""
     return {
         "status": "success",
-        "timestamp": statistics.timestamp,
-        "fleet": _camel_keys({"station_count": len(entries), **fleet}),
+        "timestamp": timestamp,
+        "fleet": _camel_keys({"station_count": len(entries), **fleet.summary()}),
         "performanceStatistics": entries,
     }
+
+
+async def _performance_statistics(simulator: Simulator, payload: Payload) -> Payload:
+    entries, statistics = performance_entries(simulator)
+    return performance_statistics(statistics.timestamp, statistics.fleet, entries)
 
 
 def _station_procedure(

@@ -10,7 +10,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
@@ -18,6 +18,7 @@ import trio
 from evsim_trio._resources import data_dir
 from evsim_trio.config import (
     ConfigError,
+    Site,
     StationEntry,
     StationTemplate,
     load_id_tags,
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ControlError",
+    "FleetLike",
     "add_stations",
+    "base_name_for",
     "control_state",
     "delete_stations",
     "find_stations",
@@ -42,6 +45,7 @@ __all__ = [
     "start_stations",
     "stop_stations",
     "template_catalogue",
+    "used_index",
 ]
 
 # How long a stop waits for stations to close their sockets before it answers.
@@ -61,6 +65,16 @@ _TEMPLATE_OPTIONS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+class FleetLike(Protocol):
+    """What the fleet-wide procedures read of a fleet, in-process or over workers."""
+
+    site: Site
+    seed: int
+
+    @property
+    def csms_url(self) -> str | None: ...
+
+
 class ControlError(Exception):
     """A fleet operation cannot be done; the message says why."""
 
@@ -74,10 +88,10 @@ class ControlState:
     variants: int = 0
 
 
-_STATES: weakref.WeakKeyDictionary[Simulator, ControlState] = weakref.WeakKeyDictionary()
+_STATES: weakref.WeakKeyDictionary[object, ControlState] = weakref.WeakKeyDictionary()
 
 
-def control_state(simulator: Simulator) -> ControlState:
+def control_state(simulator: object) -> ControlState:
     """The command interface's state of `simulator` (created on first use)."""
     state = _STATES.get(simulator)
     if state is None:
@@ -159,7 +173,7 @@ async def _shipped_templates() -> dict[str, StationTemplate]:
     return await trio.to_thread.run_sync(load)
 
 
-async def template_catalogue(simulator: Simulator) -> dict[str, StationTemplate]:
+async def template_catalogue(simulator: FleetLike) -> dict[str, StationTemplate]:
     """Templates stations can be added from, by name: the site's, then the shipped ones."""
     state = control_state(simulator)
     if state.shipped_templates is None:
@@ -173,16 +187,20 @@ async def template_catalogue(simulator: Simulator) -> dict[str, StationTemplate]
     return catalogue
 
 
-def _next_index(simulator: Simulator, base_name: str, template: StationTemplate) -> int:
-    """The highest index already used by a station named from `base_name` (0 if none)."""
+def used_index(names: Iterable[tuple[str, int]], base_name: str, template: StationTemplate) -> int:
+    """The highest index of the (station id, index) pairs named from `base_name` (0 if none)."""
     used = 0
-    for station in simulator.stations:
-        index = station.identity.index
-        if index > used and station.station_id == station_id(
+    for sid, index in names:
+        if index > used and sid == station_id(
             base_name, index, name_suffix=template.name_suffix, fixed_name=template.fixed_name
         ):
             used = index
     return used
+
+
+def base_name_for(template: StationTemplate, options: Mapping[str, Any]) -> str:
+    """The base name of stations added from `template` with addChargingStations `options`."""
+    return str(options.get("baseName") or template.base_name or template.template_name)
 
 
 def _variant(
@@ -203,9 +221,15 @@ def _variant(
 
 
 async def add_stations(
-    simulator: Simulator, template_name: str, count: int, options: Mapping[str, Any]
+    simulator: Simulator,
+    template_name: str,
+    count: int,
+    options: Mapping[str, Any],
+    *,
+    first_index: int | None = None,
 ) -> list[Station]:
-    """Add `count` stations of a template; their indexes continue after the highest in use.
+    """Add `count` stations of a template; their indexes continue after the highest in use
+    (or from `first_index`, chosen by the main process over every worker's stations).
 
     `options`: autoStart (default true), baseName, supervisionUrls, and template flags.
     """
@@ -225,9 +249,11 @@ async def add_stations(
         except ConfigError as exc:
             raise ControlError(str(exc)) from None
     site = attrs.evolve(site, templates={**site.templates, key: template}, id_tags=id_tags)
-    base_name = options.get("baseName") or template.base_name or template.template_name
+    base_name = base_name_for(template, options)
     urls = options.get("supervisionUrls")
-    first = _next_index(simulator, base_name, template)
+    if first_index is None:
+        names = ((s.station_id, s.identity.index) for s in simulator.stations)
+        first_index = used_index(names, base_name, template) + 1
     entry = StationEntry(
         template=key,
         count=count,
@@ -243,7 +269,7 @@ async def add_stations(
                 state_dir=simulator.state_dir,
                 embedded_csms_url=simulator.csms_url,
                 entries=[entry],
-                first_index=first + 1,
+                first_index=first_index,
             )
         )
     except BuildError as exc:

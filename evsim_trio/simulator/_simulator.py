@@ -14,6 +14,8 @@ import trio
 from evsim_trio.config import Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._build import build_specs
+from evsim_trio.simulator._fleet_metrics import FleetMetrics, fleet_metrics
+from evsim_trio.simulator._statistics import FleetStatistics, collect_statistics
 from evsim_trio.station import (
     Connect,
     Station,
@@ -69,10 +71,16 @@ class Simulator:
         state_dir: Path | None = None,
         connect: Connect | None = None,
         shard: tuple[int, int] | None = None,
+        worker: tuple[int, int] | None = None,
+        csms_url: str | None = None,
     ) -> None:
         self.site = site
         # (K, N): run only the K-th of N disjoint slices of the fleet (see `plan_fleet`).
         self.shard = shard
+        # (J, W): in a worker process, the J-th of W slices of that shard.
+        self.worker = worker
+        # In a worker process: the main process's embedded CSMS (none is started here).
+        self._csms_url = csms_url
         config = site.config
         if seed is None:
             seed = config.simulator.seed
@@ -93,6 +101,8 @@ class Simulator:
     @property
     def csms_url(self) -> str | None:
         """The embedded CSMS URL once it serves, else None."""
+        if self._csms_url is not None:
+            return self._csms_url
         return self.csms.url if self.csms is not None and self.csms.port is not None else None
 
     async def run(
@@ -105,7 +115,7 @@ class Simulator:
         config = self.site.config
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if config.csms.enabled:
+            if config.csms.enabled and self._csms_url is None:
                 self.csms = EmbeddedCsms(heartbeat_interval=config.csms.heartbeat_interval)
                 await nursery.start(self.csms.serve, config.csms.host, config.csms.port)
                 log.info("embedded CSMS listening on %s", self.csms_url)
@@ -116,6 +126,7 @@ class Simulator:
                     state_dir=self.state_dir,
                     embedded_csms_url=self.csms_url,
                     shard=self.shard,
+                    worker=self.worker,
                 )
             )
             # Before any station runs: temporary files its writes left when a kill cut them.
@@ -215,6 +226,17 @@ class Simulator:
             energy_wh=energy,
             queued=queued,
         )
+
+    def metrics_now(self) -> FleetMetrics:
+        """The fleet's `/metrics` figures now."""
+        return fleet_metrics(self.stations)
+
+    async def refresh_metrics(self) -> None:
+        """Nothing to fetch: `metrics_now` reads the stations (worker fleets fetch here)."""
+
+    async def statistics(self, *, stations: bool = True) -> FleetStatistics:
+        """Every station's figures and the fleet's, now (`stations=False`: the fleet's only)."""
+        return collect_statistics(self.stations, stations_too=stations)
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop every station (clean close frames), waiting at most `grace` s, then cancel all."""

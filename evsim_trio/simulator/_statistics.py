@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -21,9 +21,6 @@ import trio
 from evsim_trio.config import FailIf
 from evsim_trio.simulator._storage import PerformanceStorage, StorageError
 from evsim_trio.station import LatencyHistogram, StationStatistics, ocpp_timestamp
-
-if TYPE_CHECKING:
-    from evsim_trio.simulator._simulator import Simulator
 
 __all__ = [
     "ActionStatistics",
@@ -188,11 +185,19 @@ class StationLike(Protocol):
 
 @attrs.frozen
 class StationFigures:
-    """One station's figures."""
+    """One station's figures: its traffic, or (from a worker process) their summary only."""
 
     station_id: str
     hash_id: str
-    traffic: TrafficStatistics
+    traffic: TrafficStatistics | None = None
+    summarized: Json | None = None
+
+    def summary(self) -> Json:
+        """`TrafficStatistics.summary()` of the station (without histograms)."""
+        if self.summarized is not None:
+            return self.summarized
+        assert self.traffic is not None
+        return self.traffic.summary()
 
 
 @attrs.frozen
@@ -204,6 +209,19 @@ class FleetStatistics:
     fleet: TrafficStatistics
     stations: tuple[StationFigures, ...]
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FleetStatistics:
+        """The statistics of a `to_json` dict (stations as summaries)."""
+        stations = tuple(
+            StationFigures(
+                str(entry["id"]),
+                str(entry["hash_id"]),
+                summarized={k: v for k, v in entry.items() if k not in ("id", "hash_id")},
+            )
+            for entry in data.get("stations", ())
+        )
+        return cls(str(data["timestamp"]), TrafficStatistics.from_json(data["fleet"]), stations)
+
     def to_json(self) -> Json:
         """`{timestamp, station_count, fleet, stations}`: the fleet's figures with histograms
         (mergeable), each station's without."""
@@ -212,20 +230,22 @@ class FleetStatistics:
             "station_count": len(self.stations),
             "fleet": self.fleet.summary(histogram=True),
             "stations": [
-                {"id": s.station_id, "hash_id": s.hash_id, **s.traffic.summary()}
-                for s in self.stations
+                {"id": s.station_id, "hash_id": s.hash_id, **s.summary()} for s in self.stations
             ],
         }
 
 
-def collect_statistics(stations: Iterable[StationLike]) -> FleetStatistics:
-    """Every station's figures and their merge, now."""
+def collect_statistics(
+    stations: Iterable[StationLike], *, stations_too: bool = True
+) -> FleetStatistics:
+    """Every station's figures and their merge, now (the merge only unless `stations_too`)."""
     fleet = TrafficStatistics()
     figures = []
     for station in stations:
         traffic = TrafficStatistics.of_station(station.stats)
         fleet.merge(traffic)
-        figures.append(StationFigures(station.station_id, station.hash_id, traffic))
+        if stations_too:
+            figures.append(StationFigures(station.station_id, station.hash_id, traffic))
     return FleetStatistics(ocpp_timestamp(), fleet, tuple(figures))
 
 
@@ -340,8 +360,12 @@ def log_statistics(fleet: TrafficStatistics) -> None:
         )
 
 
+class _StatisticsSource(Protocol):
+    async def statistics(self, *, stations: bool = True) -> FleetStatistics: ...
+
+
 async def run_statistics(
-    simulator: Simulator, interval: float, storage: PerformanceStorage | None = None
+    simulator: _StatisticsSource, interval: float, storage: PerformanceStorage | None = None
 ) -> None:
     """Every `interval` seconds: log the fleet's figures and write them to `storage`.
 
@@ -349,7 +373,7 @@ async def run_statistics(
     """
     while True:
         await trio.sleep(interval)
-        statistics = collect_statistics(simulator.stations)
+        statistics = await simulator.statistics(stations=storage is not None)
         log_statistics(statistics.fleet)
         if storage is not None:
             try:

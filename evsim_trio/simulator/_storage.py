@@ -198,7 +198,7 @@ class SqliteStorage:
         timestamp = statistics.timestamp
         stations = []
         for station in statistics.stations:
-            summary = station.traffic.summary()
+            summary = station.summary()
             total = summary["total"]
             actions = {
                 "sent": {a: _pick(f, _ACTION_KEYS) for a, f in summary["sent"].items()},

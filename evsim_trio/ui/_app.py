@@ -43,7 +43,7 @@ from evsim_trio.ui._srpc import (
 if TYPE_CHECKING:
     from quart.wrappers import Websocket
 
-    from evsim_trio.simulator import Simulator
+    from evsim_trio.simulator import Fleet
 
 __all__ = ["WEB_DIR", "UiServer", "create_app"]
 
@@ -94,7 +94,7 @@ class _Client:
 class UiServer:
     """What the routes share: the simulator, auth, validators, clients and counters."""
 
-    def __init__(self, simulator: Simulator, config: UiServerSection) -> None:
+    def __init__(self, simulator: Fleet, config: UiServerSection) -> None:
         self.simulator = simulator
         self.config = config
         self.auth = Authenticator(config.authentication)
@@ -191,7 +191,7 @@ def _unauthorized() -> Response:
     return _json_response(failure("authentication required"), 401, **{"WWW-Authenticate": _REALM})
 
 
-def create_app(simulator: Simulator, config: UiServerSection) -> QuartTrio:
+def create_app(simulator: Fleet, config: UiServerSection) -> QuartTrio:
     """The UI app for `simulator`; serve it with `serve_ui` (or any ASGI server on trio)."""
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_PAYLOAD_BYTES
@@ -245,6 +245,7 @@ def create_app(simulator: Simulator, config: UiServerSection) -> QuartTrio:
         if not server.auth.check_header(request.headers.get("Authorization")):
             server.stats.auth_failures += 1
             return _unauthorized()
+        await server.simulator.refresh_metrics()  # worker fleets fetch the figures here
         return Response(generate_latest(server.registry), content_type=CONTENT_TYPE_LATEST)
 
     def page_allowed() -> bool:

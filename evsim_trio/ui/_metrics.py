@@ -25,7 +25,7 @@ from evsim_trio.config._ocpp16 import ChargePointStatus
 from evsim_trio.station import StationState, WsState
 
 if TYPE_CHECKING:
-    from evsim_trio.simulator import Simulator
+    from evsim_trio.simulator import Fleet
 
 __all__ = ["FleetCollector", "UiStatistics", "make_registry"]
 
@@ -45,98 +45,42 @@ class UiStatistics:
     refreshes: int = 0
 
 
-def _counter_map(value: Any) -> Mapping[str, float]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _histogram_buckets(histogram: Any) -> tuple[list[tuple[str, float]], float] | None:
-    """Cumulative buckets and sum of a station latency histogram, if it has the expected shape.
-
-    Expected: `bounds` (upper bounds in seconds, ascending), `counts` (one per bound plus one
-    for +Inf, not cumulative), `total` (sum of observed seconds).
-    """
-    bounds = getattr(histogram, "bounds", None)
-    counts = getattr(histogram, "counts", None)
-    if bounds is None or counts is None or len(counts) != len(bounds) + 1:
-        return None
-    buckets: list[tuple[str, float]] = []
-    running = 0
-    for bound, count in zip([*map(float, bounds), float("inf")], counts, strict=True):
-        running += count
-        buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-    return buckets, float(getattr(histogram, "total", 0.0))
-
-
 class FleetCollector:
-    """A prometheus-client collector over a simulator's stations and the UI's counters."""
+    """A prometheus-client collector over a fleet's metrics snapshot and the UI's counters."""
 
-    def __init__(self, simulator: Simulator, ui: UiStatistics) -> None:
+    def __init__(self, simulator: Fleet, ui: UiStatistics) -> None:
         self.simulator = simulator
         self.ui = ui
 
     def collect(self) -> Iterable[Metric]:
-        """Every metric, from the stations' state now."""
-        stations = list(self.simulator.stations)
-        states = collections.Counter(station.state for station in stations)
-        ws_states = collections.Counter(station.ws_state for station in stations)
-        statuses: collections.Counter[str] = collections.Counter()
-        sent: collections.Counter[str] = collections.Counter()
-        received: collections.Counter[str] = collections.Counter()
-        latency: dict[str, tuple[list[float], float]] = {}
-        latency_bounds: dict[str, list[str]] = {}
-        totals: collections.Counter[str] = collections.Counter()
-        active = energy = delivered = power = 0.0
-        for station in stations:
-            for connector in station.connectors.values():
-                if connector.connector_id > 0:
-                    statuses[connector.status] += 1
-                    active += connector.transaction is not None
-            for meter in station.meters.values():
-                energy += meter.energy_register_wh
-                power += meter.power_w
-            delivered += station.energy_delivered_wh()
-            stats = station.stats
-            totals["calls_sent"] += stats.calls_sent
-            totals["call_errors"] += stats.call_errors
-            totals["call_timeouts"] += stats.call_timeouts
-            totals["connects"] += stats.connects
-            totals["connect_failures"] += stats.connect_failures
-            totals["boot_attempts"] += stats.boot_attempts
-            totals["reconnects"] += max(0, stats.connects - 1)
-            totals["transactions_started"] += stats.transactions_started
-            totals["transactions_stopped"] += stats.transactions_stopped
-            totals["queue_depth"] += len(station.queue)
-            totals["queue_dropped"] += station.queue.dropped
-            sent.update(_counter_map(getattr(stats, "sent_by_action", None)))
-            received.update(_counter_map(getattr(stats, "received_by_action", None)))
-            for action, observed in _counter_map(getattr(stats, "latency", None)).items():
-                shaped = _histogram_buckets(observed)
-                if shaped is None:
-                    continue
-                buckets, total = shaped
-                known = latency.get(action)
-                if known is None:
-                    latency_bounds[action] = [bound for bound, _ in buckets]
-                    latency[action] = ([value for _, value in buckets], total)
-                elif latency_bounds[action] == [bound for bound, _ in buckets]:
-                    values = [a + b for a, (_, b) in zip(known[0], buckets, strict=True)]
-                    latency[action] = (values, known[1] + total)
+        """Every metric, from the fleet's snapshot (see `Fleet.metrics_now`)."""
+        snapshot = self.simulator.metrics_now()
+        states = snapshot["stations"]
+        ws_states = snapshot["ws_states"]
+        statuses = snapshot["statuses"]
+        sums = snapshot["sums"]
+        totals = snapshot["totals"]
+        sent = snapshot["sent"]
+        received = snapshot["received"]
+        active, energy, delivered, power = (
+            sums[k] for k in ("active", "energy", "delivered", "power")
+        )
 
         gauge = GaugeMetricFamily("evsim_stations", "Stations by life state", labels=["state"])
         for state in StationState:
-            gauge.add_metric([state.value], states[state])
+            gauge.add_metric([state.value], states.get(state.value, 0))
         yield gauge
         gauge = GaugeMetricFamily(
             "evsim_station_websockets", "Station WebSockets by state", labels=["ws_state"]
         )
         for ws_state in WsState:
-            gauge.add_metric([ws_state.name.lower()], ws_states[ws_state])
+            gauge.add_metric([ws_state.name.lower()], ws_states.get(ws_state.name.lower(), 0))
         yield gauge
         gauge = GaugeMetricFamily(
             "evsim_connectors", "Connectors (ids > 0) by OCPP status", labels=["status"]
         )
         for status in sorted(set(CONNECTOR_STATUSES) | set(statuses)):
-            gauge.add_metric([status], statuses[status])
+            gauge.add_metric([status], statuses.get(status, 0))
         yield gauge
         yield GaugeMetricFamily(
             "evsim_transactions_active", "Transactions running now", value=active
@@ -199,10 +143,8 @@ class FleetCollector:
             "Time from a station's CALL to the CSMS answer, by action",
             labels=["action"],
         )
-        for action, (values, total) in sorted(latency.items()):
-            histogram.add_metric(
-                [action], list(zip(latency_bounds[action], values, strict=True)), total
-            )
+        for action, observed in sorted(snapshot["latency"].items()):
+            histogram.add_metric([action], *_cumulative(observed))
         yield histogram
         yield from self._ui_metrics()
 
@@ -228,7 +170,17 @@ class FleetCollector:
         )
 
 
-def make_registry(simulator: Simulator, ui: UiStatistics) -> CollectorRegistry:
+def _cumulative(observed: Mapping[str, Any]) -> tuple[list[tuple[str, float]], float]:
+    """Prometheus buckets (cumulative, labelled by upper bound) and sum of snapshot latency."""
+    buckets: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip([*observed["bounds"], float("inf")], observed["counts"], strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(running)))
+    return buckets, float(observed["sum"])
+
+
+def make_registry(simulator: Fleet, ui: UiStatistics) -> CollectorRegistry:
     """A fresh registry holding only the fleet collector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(simulator, ui))

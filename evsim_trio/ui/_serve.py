@@ -15,7 +15,7 @@ from evsim_trio.ui._auth import check_ui_config
 from evsim_trio.ui._srpc import MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:
-    from evsim_trio.simulator import Simulator
+    from evsim_trio.simulator import Fleet
 
 __all__ = ["serve_ui"]
 
@@ -42,7 +42,7 @@ def _hypercorn_config(config: UiServerSection) -> hypercorn.Config:
 
 
 async def serve_ui(
-    simulator: Simulator,
+    simulator: Fleet,
     config: UiServerSection,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
