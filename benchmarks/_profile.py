@@ -116,14 +116,22 @@ enabled = false
 [ui_server]
 enabled = false
 
+[workers]
+processes = {workers}
+
 [[stations]]
 template = "bench-2conn.toml"
 count = {stations}
 """
 
 
-def write_profile(directory: Path, *, stations: int, csms_url: str, seed: int = 1) -> Path:
-    """Write site.toml, bench-2conn.toml and tags.toml into `directory`; return site.toml."""
+def write_profile(
+    directory: Path, *, stations: int, csms_url: str, seed: int = 1, workers: str = "0"
+) -> Path:
+    """Write site.toml, bench-2conn.toml and tags.toml into `directory`; return site.toml.
+
+    `workers`: the `[workers] processes` value ("auto", or a number; 0 = in-process).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tags.toml").write_text(_TAGS)
     (directory / "bench-2conn.toml").write_text(
@@ -139,6 +147,7 @@ def write_profile(directory: Path, *, stations: int, csms_url: str, seed: int = 
             url=csms_url,
             seed=seed,
             state_dir=(directory / "state").as_posix(),
+            workers='"auto"' if workers == "auto" else int(workers),
         )
     )
     return site

@@ -48,7 +48,7 @@ from _profile import PROFILE, write_profile
 
 MIB = 1024 * 1024
 CSMS_READY_TIMEOUT = 30.0
-BUILT_RE = re.compile(r"^(\d+) stations, seed")
+BUILT_RE = re.compile(r"^(\d+) stations(?: in \d+ worker processes)?, seed")
 LISTENING_RE = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
 SIM_STOP_TIMEOUT = 30.0
 CSMS_STOP_TIMEOUT = 15.0
@@ -359,7 +359,13 @@ class Run:
         self.result["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
         try:
             url = self._start_csms(workdir)
-            site = write_profile(workdir, stations=self.stations, csms_url=url, seed=self.args.seed)
+            site = write_profile(
+                workdir,
+                stations=self.stations,
+                csms_url=url,
+                seed=self.args.seed,
+                workers=self.args.workers,
+            )
             self._start_sim(workdir, site)
             booted_at = self._boot()
             if booted_at is not None:
@@ -516,6 +522,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--py-spy", help="py-spy executable (default: on PATH)")
     parser.add_argument("--python", default=sys.executable, help="interpreter to run evsim-trio")
     parser.add_argument("--seed", type=int, default=1, help="the simulator's [simulator] seed")
+    parser.add_argument(
+        "--workers",
+        default="0",
+        help='[workers] processes of the simulator: "auto", or a number (0 = in-process)',
+    )
     parser.add_argument(
         "--variant",
         choices=("default", "no-persistence", "tracemalloc"),

@@ -164,3 +164,25 @@ async def test_three_shard_processes_run_the_whole_fleet_on_one_csms(tmp_path: P
     assert sum(len(ids) for ids in shard_ids) == len(whole) == 9
     assert set().union(*shard_ids) == whole
     assert all(r.boot_count == 1 for r in csms.stations.values())  # no id served twice
+
+
+@pytest.mark.parametrize(("shards", "workers"), [(1, 2), (2, 2), (3, 2), (2, 3)])
+def test_workers_deal_a_shard_disjointly(tmp_path: Path, shards: int, workers: int) -> None:
+    site = load_site(write_site(tmp_path))
+    for k in range(1, shards + 1):
+        shard = plan(site, (k, shards))
+        parts = [
+            plan_fleet(
+                site,
+                seed=3,
+                embedded_csms_url="ws://127.0.0.1:9000",
+                shard=(k, shards),
+                worker=(j, workers),
+            )
+            for j in range(1, workers + 1)
+        ]
+        dealt = [key(s) for part in parts for s in part]
+        assert len(dealt) == len(set(dealt))
+        assert sorted(dealt) == sorted(key(s) for s in shard)
+        # Round-robin: worker j has the shard's stations j-1, j-1+W, ...
+        assert [key(s) for s in parts[0]] == [key(s) for s in shard[::workers]]
