@@ -94,8 +94,10 @@ def _identity(
                 "charge_box_serial_number": cb_serial,
             }
             if state is None:
-                # A new station: its serial numbers are on disk before it first boots.
-                save_state(path, {"station_info": info})
+                # A new station: its serial numbers are on disk before it first boots. No
+                # fsync: a crash that loses the file loses nothing the seed cannot redo (and the
+                # station's own first write carries them too); fsyncs cost ~0.3 ms per station.
+                save_state(path, {"station_info": info}, fsync=False)
             else:
                 # An existing file is never rewritten here (the station saves its own state).
                 state = {**state, "station_info": info}
