@@ -129,6 +129,7 @@ def record(py_spy: str, pid: int, seconds: int, output: Path) -> dict[str, Any]:
         "--rate",
         "200",
         "--nonblocking",
+        "--subprocesses",  # worker processes too
         "--format",
         "raw",
         "--output",

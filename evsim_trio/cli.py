@@ -7,6 +7,7 @@ threshold was breached.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import trio
 
 from evsim_trio import __version__
+from evsim_trio._gc import freeze_when_settled, tune_for_fleet
 from evsim_trio._logsetup import setup_logging
 from evsim_trio._resources import data_dir
 from evsim_trio.config import ConfigError, Site, load_site
@@ -173,6 +175,8 @@ async def _run(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(simulator.run)
+            tune_for_fleet()
+            nursery.start_soon(freeze_when_settled, functools.partial(_settled, simulator))
             if simulator.csms_url:
                 print(f"embedded CSMS: {simulator.csms_url}", flush=True)
             if site.config.ui_server.enabled:
@@ -250,6 +254,10 @@ async def _final_statistics(
             _error(f"threshold breached: {breach}")
         return EXIT_THRESHOLDS
     return code
+
+
+async def _settled(simulator: Fleet) -> None:
+    await simulator.wait_until(lambda counts: counts.booted == counts.total)
 
 
 def _in_workers(simulator: Fleet) -> str:

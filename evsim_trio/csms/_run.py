@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 
 import trio
 
+from evsim_trio._gc import freeze_when_settled, tune_for_fleet
+
 from ._server import EmbeddedCsms
 
 __all__ = ["run_csms"]
+
+# Seconds after start when the connections of a fleet are likely all made.
+SETTLE = 60.0
 
 
 def _say(line: str, *, error: bool = False) -> None:
@@ -34,6 +40,10 @@ async def _main(csms: EmbeddedCsms, host: str, port: int) -> int:
                 _say(f"evsim-trio csms: {exc}", error=True)
                 return 1
             url = csms.url
+            # A load CSMS holds thousands of connections: fewer collections (see _gc), and
+            # the long-lived objects out of the collector's sight once the fleet is likely in.
+            tune_for_fleet()
+            nursery.start_soon(freeze_when_settled, functools.partial(trio.sleep, SETTLE))
             _say(f"evsim-trio CSMS listening on {url} (stations connect to {url}/<station id>)")
             async for _ in signals:
                 break

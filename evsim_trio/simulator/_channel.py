@@ -4,8 +4,8 @@ A TCP connection on 127.0.0.1 carrying messages framed as a 4-byte big-endian le
 JSON object. Every message has `"v": CHANNEL_VERSION` and a type `"t"`:
 
 worker -> main:
-- `hello`: `{worker, token, pid, roster, counts}`, once its stations are built and started; `roster` is
-  `[[hashId, stationId, index, templateName], ...]` in fleet order;
+- `hello`: `{worker, token, pid, roster, counts}`, once its stations are built and started;
+  `roster` is `[[hashId, stationId, index, templateName], ...]` in fleet order;
 - `reply`: `{id, payload}` or `{id, error}`: the answer to a `call`;
 - `counts`: `{counts, changed}`: the worker's `FleetCounts` (a dict), pushed at least once a second,
   and soon after a station changes (`changed`: the UI should refresh);

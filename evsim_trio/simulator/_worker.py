@@ -9,6 +9,7 @@ If the main process goes away, the worker stops its stations and returns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from typing import Any
 import attrs
 import trio
 
+from evsim_trio._gc import freeze_when_settled, tune_for_fleet
 from evsim_trio.config import LogSection, Site
 from evsim_trio.simulator._channel import Channel, ChannelClosed, Message
 from evsim_trio.simulator._commands import (
@@ -141,6 +143,10 @@ async def _push_counts(simulator: Simulator, channel: Channel) -> None:
         await trio.sleep(PUSH_DELAY)
 
 
+async def _settled(simulator: Simulator) -> None:
+    await simulator.wait_until(lambda counts: counts.booted == counts.total)
+
+
 async def _serve(simulator: Simulator, channel: Channel, nursery: trio.Nursery) -> float | None:
     """Answer calls until `shutdown` (its grace is returned) or the channel closes (None)."""
     try:
@@ -169,6 +175,8 @@ async def _run_worker(args: WorkerArgs) -> None:
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(simulator.run)
+        tune_for_fleet()
+        nursery.start_soon(freeze_when_settled, functools.partial(_settled, simulator))
         await channel.send(
             {
                 "t": "hello",
