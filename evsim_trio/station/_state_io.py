@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 # Writes of one station are at least this far apart (trio seconds).
 PERSIST_DEBOUNCE = 1.0
+# Changes a crash may lose without harm are written within this long, or with any earlier
+# write: a transaction id learnt or a delivered message leaving the queue (after a crash the
+# message is sent again: at least once), the authorization cache, the ATG's counters. A
+# transaction's StartTransaction and StopTransaction flush the state before they leave anyway.
+LAZY_DEBOUNCE = 60.0
 
 
 def _virtual_time() -> bool:
@@ -62,6 +67,9 @@ class StateMixin:
     local_list: LocalAuthList
     spec: Any
     _dirty: trio.Event
+    _soon: bool
+    _soon_event: trio.Event
+    _dirty_since: float
     _write_lock: trio.Lock
     _state_text: StateText
 
@@ -162,8 +170,25 @@ class StateMixin:
                 self.start_meter_loop(connector_id)
 
     def persist(self) -> None:
-        """Schedule a state write (debounced)."""
+        """Schedule a state write (within PERSIST_DEBOUNCE)."""
+        self.persist_lazily()
+        if not self._soon:
+            self._soon = True
+            self._soon_event.set()
+
+    def persist_lazily(self) -> None:
+        """Schedule a state write within LAZY_DEBOUNCE (or with an earlier one)."""
         self._dirty.set()
+
+    def _lazy_due(self) -> bool:
+        return trio.current_time() >= self._dirty_since + LAZY_DEBOUNCE
+
+    def _mark_clean(self) -> None:
+        """Everything changed so far is being written."""
+        self._dirty = trio.Event()
+        if self._soon:
+            self._soon = False
+            self._soon_event = trio.Event()
 
     def save_now(self) -> None:
         """Write the state at once, synchronously: when the station stops.
@@ -175,7 +200,7 @@ class StateMixin:
         path = self._state_path()
         if path is None:
             return
-        self._dirty = trio.Event()
+        self._mark_clean()
         try:
             write_state_file(path, self.state_text().encode(), fsync=False)
             discard_spare(path)
@@ -193,7 +218,7 @@ class StateMixin:
             return
         async with self._write_lock:
             if self._dirty.is_set():
-                self._dirty = trio.Event()
+                self._mark_clean()
                 await self._write(path, self.state_text().encode())
 
     async def _write(self, path: Path, data: bytes) -> None:
@@ -213,11 +238,23 @@ class StateMixin:
         path = self._state_path()
         if path is None:
             return
+        dirty: trio.Event | None = None
         while True:
             await self._dirty.wait()
-            await trio.sleep(PERSIST_DEBOUNCE)
+            if self._dirty is not dirty:  # changed since it was last clean: from now
+                dirty = self._dirty
+                self._dirty_since = trio.current_time()
+            if self._soon:
+                await trio.sleep(PERSIST_DEBOUNCE)
+                if not self._soon and not self._lazy_due():
+                    continue  # flushed meanwhile; what changed since can wait
+            elif not self._lazy_due():
+                # Only lazy changes: until they are due, or a change that should not wait.
+                with trio.move_on_at(self._dirty_since + LAZY_DEBOUNCE):
+                    await self._soon_event.wait()
+                continue
             async with self._write_lock:
                 if not self._dirty.is_set():
                     continue  # flushed meanwhile
-                self._dirty = trio.Event()
+                self._mark_clean()
                 await self._write(path, self.state_text().encode())

@@ -169,6 +169,9 @@ class Station(  # type: ignore[misc]
         self._reboot: str | None = None
         self._state_changed = trio.Event()
         self._dirty = trio.Event()
+        self._soon = False  # a change in _dirty must be written within PERSIST_DEBOUNCE
+        self._soon_event = trio.Event()
+        self._dirty_since = 0.0  # when _dirty was set
         self._write_lock = trio.Lock()
         self._state_text = StateText()
         self._atg_autostart = True
@@ -249,7 +252,7 @@ class Station(  # type: ignore[misc]
 
     def atg_changed(self) -> None:
         """ATG counters changed."""
-        self.persist()
+        self.persist_lazily()
         self.changed()
 
     def extra_state(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class TransactionsMixin:
     call: Callable[[str, Payload], Awaitable[Payload]]
     send_status: Callable[..., Awaitable[None]]
     persist: Callable[[], None]
+    persist_lazily: Callable[[], None]
     changed: Callable[[], None]
     flush_state: Callable[[], Awaitable[None]]
     spawn: Callable[..., None]
@@ -108,7 +109,7 @@ class TransactionsMixin:
                 in_list = keys.local_auth_list_enabled and list_info is not None
                 if keys.authorization_cache_enabled and not in_list:
                     self.auth_cache[id_tag] = info
-                    self.persist()
+                    self.persist_lazily()
                 return str(info["status"])
         # Offline, or the CSMS did not answer: the keys and entries as they are now.
         decision = authorization_decision(
@@ -265,13 +266,18 @@ class TransactionsMixin:
             with trio.move_on_after(self.template.call_timeout + 1):
                 await message.done.wait()
         await self.send_status(connector_id, "Finishing")
-        if connector.pending_availability is not None:
-            connector.availability = connector.pending_availability
+        pending = connector.pending_availability
+        changed_availability = pending is not None
+        if pending is not None:
+            connector.availability = pending
             connector.pending_availability = None
         await self.send_status(
             connector_id, "Available" if connector.availability == "Operative" else "Unavailable"
         )
-        self.persist()
+        if changed_availability:
+            self.persist()
+        else:
+            self.persist_lazily()  # the transaction's end was flushed before it left
         return True
 
     # -- delivery ---------------------------------------------------------------------------
@@ -336,9 +342,9 @@ class TransactionsMixin:
             self.tx_ids.pop(message.local_tx, None)
         message.done.set()
         if message.action != "MeterValues":
-            # (A MeterValues delivered but still in the saved queue is sent again after a
-            # crash: at least once.)
-            self.persist()
+            # (A message delivered but still in the saved queue is sent again after a crash:
+            # at least once.)
+            self.persist_lazily()
         self.changed()  # a transaction id learnt, the queue shorter
 
     def _started(self, message: QueuedMessage, result: Payload | None) -> None:
