@@ -123,6 +123,43 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+_MV_RE = re.compile(
+    r"MeterValues (\d+): sample age on arrival p50 ([\d.-]+) s, p99 ([\d.-]+) s; "
+    r"gap between two p50 ([\d.-]+) s, p99 ([\d.-]+) s"
+)
+
+
+def meter_value_figures(csms_summary: str) -> dict[str, Any] | None:
+    """The load CSMS's view of transaction MeterValues (whole run): count, sample age on
+    arrival p50/p99 (s) and gap between two of a transaction p50/p99 (s)."""
+    match = _MV_RE.search(csms_summary)
+    if match is None:
+        return None
+
+    def number(text: str) -> float | None:
+        return None if text == "-" else float(text)
+
+    return {
+        "count": int(match[1]),
+        "age_p50_s": number(match[2]),
+        "age_p99_s": number(match[3]),
+        "gap_p50_s": number(match[4]),
+        "gap_p99_s": number(match[5]),
+    }
+
+
+def report_latency(path: Path | None) -> dict[str, Any] | None:
+    """CSMS response time of every CALL the stations sent (whole run), from the simulator's
+    `--report`: count, p50 / p95 / p99 / max in ms."""
+    if path is None or not path.exists():
+        return None
+    try:
+        total = json.loads(path.read_text())["fleet"]["total"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return {k: total.get(k) for k in ("count", "p50_ms", "p95_ms", "p99_ms", "max_ms")}
+
+
 class Run:
     """One fleet size: the two processes, the status samples, and the figures."""
 
@@ -134,6 +171,7 @@ class Run:
         self.csms: Child | None = None
         self.sim: Child | None = None
         self.result: dict[str, Any] = {"stations": stations}
+        self.report_path: Path | None = None
 
     # -- sampling ---------------------------------------------------------------------------
 
@@ -210,7 +248,8 @@ class Run:
             self.result["tracemalloc"] = str(out)
         else:
             entry = ["-m", "evsim_trio"]
-        argv = [self.args.python, *entry, "run", str(site)]
+        self.report_path = workdir / "report.json"
+        argv = [self.args.python, *entry, "run", str(site), "--report", str(self.report_path)]
         self.result["sim_command"] = " ".join(argv[1:])
         self.sim = Child(
             "simulator",
@@ -347,11 +386,13 @@ class Run:
                 stops["csms"] = self.csms.stop(signal.SIGTERM, CSMS_STOP_TIMEOUT)
                 final = [line for line in self.csms.last_lines(3) if "CSMS stopped" in line]
                 self.result["csms_summary"] = final[-1] if final else None
+                self.result["meter_values"] = meter_value_figures(final[-1] if final else "")
                 self.result["csms_stderr_lines"] = self.csms.stderr_count()
                 errors = self.csms.stderr_exceptions()
                 if errors:
                     self.result["csms_stderr_exceptions"] = errors
         self.result["stop"] = stops
+        self.result["latency_ms"] = report_latency(self.report_path)
 
     def run(self, *, window: float, settle: float, profile: bool) -> dict[str, Any]:
         """Measure this fleet size; the figures (an "error" key says what went wrong)."""
@@ -442,13 +483,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
     head = (
         f"{'stations':>8} {'booted':>7} {'boot s':>7} {'rt/s':>7} {'rt/s/st':>7} "
         f"{'sim CPU%':>8} {'us/rt':>6} {'RSS MiB':>8} {'KiB/st':>7} "
-        f"{'thr%':>5} {'CSMS CPU%':>9} {'CSMS us/rt':>10} {'err/tmo':>7} {'other%':>6}"
+        f"{'thr%':>5} {'CSMS CPU%':>9} {'CSMS us/rt':>10} {'err/tmo':>7} {'other%':>6} "
+        f"{'p95 ms':>7} {'p99 ms':>7} {'MV age p99':>10} {'MV gap p99':>10} {'stop s':>6}"
     )
     say(head)
     say("-" * len(head))
     for r in results:
         w = r.get("window", {})
         m = r.get("memory", {})
+        lat = r.get("latency_ms") or {}
+        mv = r.get("meter_values") or {}
+        stop = (r.get("stop") or {}).get("simulator") or {}
         say(
             f"{r['stations']:>8} {_fmt(r.get('booted')):>7} {_fmt(r.get('boot_s'), '.2f'):>7} "
             f"{_fmt(w.get('rt_per_s'), '.0f'):>7} {_fmt(w.get('rt_per_station_s'), '.3f'):>7} "
@@ -458,7 +503,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{_fmt(w.get('csms_cpu_percent'), '.1f'):>9} "
             f"{_fmt(w.get('csms_us_per_rt'), '.0f'):>10} "
             f"{_fmt(w.get('errors')) + '/' + _fmt(w.get('timeouts')):>7} "
-            f"{_fmt(w.get('others_cpu_percent'), '.0f'):>6}"
+            f"{_fmt(w.get('others_cpu_percent'), '.0f'):>6} "
+            f"{_fmt(lat.get('p95_ms'), '.1f'):>7} {_fmt(lat.get('p99_ms'), '.1f'):>7} "
+            f"{_fmt(mv.get('age_p99_s'), '.3f'):>10} {_fmt(mv.get('gap_p99_s'), '.2f'):>10} "
+            f"{_fmt(stop.get('stop_s'), '.1f'):>6}"
         )
         if r.get("error"):
             say(f"{'':>8} error: {r['error']}")

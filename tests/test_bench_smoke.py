@@ -58,3 +58,9 @@ def test_bench_harness_boots_20_stations_and_measures_a_window(tmp_path: Path) -
     assert not result["stop"]["simulator"]["killed"]
     assert result["stop"]["csms"]["exit_code"] == 0
     assert "stations" in done.stdout  # the result table
+    # Response times from the simulator's --report, MeterValues timing from the load CSMS.
+    latency = result["latency_ms"]
+    assert latency["count"] >= window["round_trips"]
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert result["meter_values"] is not None
+    assert result["meter_values"]["count"] >= 0

@@ -706,3 +706,36 @@ async def test_without_validation_anything_goes_to_the_handlers(nursery: trio.Nu
             assert answer[:3] == [4, "a-1", "InternalError"]
     assert csms.stations["CS-1"].connector_status == {}
     assert csms.violations == []
+
+
+def test_the_csms_times_transaction_meter_values_age_and_gaps() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from evsim_trio.csms import EmbeddedCsms
+
+    csms = EmbeddedCsms()
+
+    def meter_values(age: float) -> dict[str, Any]:
+        sampled = datetime.fromtimestamp(time.time() - age, UTC)
+        return {
+            "connectorId": 1,
+            "transactionId": 7,
+            "meterValue": [
+                {
+                    "timestamp": sampled.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "sampledValue": [{"value": "1"}],
+                }
+            ],
+        }
+
+    csms.observe_meter_values("CS-1", meter_values(2.0))
+    assert csms.meter_value_lag.count == 1
+    assert csms.meter_value_gap.count == 0  # the first of its transaction
+    csms.observe_meter_values("CS-1", meter_values(0.5))
+    csms.observe_meter_values("CS-1", {"connectorId": 1, "meterValue": []})  # not a transaction's
+    assert csms.meter_value_lag.count == 2
+    assert csms.meter_value_gap.count == 1
+    assert 1.9 < (csms.meter_value_lag.maximum) < 2.5
+    assert 0.4 < (csms.meter_value_lag.minimum) < 1.0
+    assert csms.meter_value_gap.maximum < 0.5  # the two arrived back to back

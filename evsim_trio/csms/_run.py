@@ -9,6 +9,7 @@ import sys
 import trio
 
 from evsim_trio._gc import freeze_when_settled, tune_for_fleet
+from evsim_trio.station._stats import LatencyHistogram
 
 from ._server import EmbeddedCsms
 
@@ -23,11 +24,19 @@ def _say(line: str, *, error: bool = False) -> None:
     print(line, file=sys.stderr if error else sys.stdout, flush=True)
 
 
+def _seconds(histogram: LatencyHistogram, q: float) -> str:
+    value = histogram.quantile(q)
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _summary(csms: EmbeddedCsms) -> str:
+    lag, gap = csms.meter_value_lag, csms.meter_value_gap
     return (
         f"evsim-trio CSMS stopped: {len(csms.stations)} stations seen, "
         f"{len(csms.connected())} connected, {sum(csms.received.values())} calls received, "
-        f"{len(csms.violations)} violations"
+        f"{len(csms.violations)} violations; transaction MeterValues {lag.count}: "
+        f"sample age on arrival p50 {_seconds(lag, 0.5)} s, p99 {_seconds(lag, 0.99)} s; "
+        f"gap between two p50 {_seconds(gap, 0.5)} s, p99 {_seconds(gap, 0.99)} s"
     )
 
 

@@ -12,6 +12,7 @@ import collections
 import inspect
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,9 @@ from evsim_trio.ocpp import (
     get_validator,
 )
 
+from evsim_trio.station._clock import parse_timestamp
+from evsim_trio.station._stats import LatencyHistogram
+
 from ._connection import (
     SUBPROTOCOL,
     Connection,
@@ -50,6 +54,9 @@ from ._records import StationRecord, observe_answer, observe_call
 __all__ = ["EmbeddedCsms"]
 
 log = logging.getLogger(__name__)
+
+# Transactions whose last MeterValues time is kept (for the gap between two).
+MAX_TRACKED_TRANSACTIONS = 100_000
 
 _CLOSE_TIMEOUT = 5.0
 """How long a closing connection waits for the peer's close frame before dropping the stream."""
@@ -73,6 +80,11 @@ class EmbeddedCsms:
         self.port: int | None = None
         self.stations: dict[str, StationRecord] = {}
         self.received: collections.Counter[str] = collections.Counter()
+        # MeterValues of transactions: how old a sample is when it arrives (s), and the time
+        # between two of one transaction (s): how well stations keep their sampling schedule.
+        self.meter_value_lag = LatencyHistogram()
+        self.meter_value_gap = LatencyHistogram()
+        self._last_meter_value: dict[tuple[str, int, int], float] = {}
         self.violations: list[tuple[str, str]] = []
         self.accepting = True
         self._validator: SchemaValidator | None = get_validator("1.6") if validate else None
@@ -256,11 +268,33 @@ class EmbeddedCsms:
             # The reader sees the close next and ends the connection.
             log.debug("%s: connection closed before a frame could be sent", conn.record.station_id)
 
+    def observe_meter_values(self, station_id: str, payload: dict[str, Any]) -> None:
+        """Time a transaction MeterValues: the age of its last sample, the gap since the last."""
+        transaction_id = payload.get("transactionId")
+        readings = payload.get("meterValue")
+        if not isinstance(transaction_id, int) or not isinstance(readings, list) or not readings:
+            return
+        now = time.time()
+        try:
+            sampled = parse_timestamp(str(readings[-1]["timestamp"])).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return  # the schema check reports it
+        self.meter_value_lag.observe(max(0.0, now - sampled))
+        key = (station_id, int(payload.get("connectorId", 0)), transaction_id)
+        last = self._last_meter_value.pop(key, None)  # re-inserted: most recent last
+        if last is not None:
+            self.meter_value_gap.observe(now - last)
+        self._last_meter_value[key] = now
+        if len(self._last_meter_value) > MAX_TRACKED_TRANSACTIONS:
+            del self._last_meter_value[next(iter(self._last_meter_value))]
+
     async def _answer(self, conn: Connection, call: Call) -> None:
         record = conn.record
         action = call.action
         observe_call(record, action, call.payload)
         self.received[action] += 1
+        if action == "MeterValues":
+            self.observe_meter_values(record.station_id, call.payload)
         handler = self.handlers.get(action)
         frame: str
         if handler is None:
