@@ -36,7 +36,6 @@ from evsim_trio.ocpp import (
     error_from_code,
     get_validator,
 )
-
 from evsim_trio.station._clock import parse_timestamp
 from evsim_trio.station._stats import LatencyHistogram
 

@@ -9,16 +9,14 @@ server does); a missing or mistyped field still gives a failure, never an except
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from evsim_trio import __version__
 from evsim_trio.ocpp import OcppError
 from evsim_trio.simulator._control import (
     ControlError,
-    FleetLike,
     add_stations,
     control_state,
     delete_stations,
@@ -29,12 +27,13 @@ from evsim_trio.simulator._control import (
     stop_stations,
     template_catalogue,
 )
-from evsim_trio.simulator._snapshot import _camel, charging_station_data, jsonable
-from evsim_trio.simulator._statistics import (
-    FleetStatistics,
-    TrafficStatistics,
-    collect_statistics,
+from evsim_trio.simulator._fleet_answers import (
+    performance_entries,
+    performance_statistics,
+    simulator_state,
+    template_statistics,
 )
+from evsim_trio.simulator._snapshot import charging_station_data, jsonable
 from evsim_trio.station import Connector, LinkError, Station
 
 if TYPE_CHECKING:
@@ -144,62 +143,6 @@ def _accepted(action: str, response: Payload, status: str | None) -> Payload:
 # -- procedures --------------------------------------------------------------------------
 
 
-def template_statistics(stations: Iterable[Station]) -> dict[str, Payload]:
-    """Per template name: stations added, started, and their indexes (a worker's share)."""
-    statistics: dict[str, Payload] = {}
-    for station in stations:
-        stats = statistics.setdefault(
-            station.identity.template_name, {"added": 0, "started": 0, "indexes": []}
-        )
-        stats["added"] += 1
-        stats["started"] += int(station.started)
-        stats["indexes"].append(station.identity.index)
-    return statistics
-
-
-def simulator_state(
-    simulator: FleetLike, shares: Iterable[dict[str, Payload]], *, processes: int = 0
-) -> Payload:
-    """The simulatorState response from the template statistics of every part of the fleet
-    (`processes`: the worker processes running them, 0 in-process)."""
-    site = simulator.site
-    statistics: dict[str, Payload] = {}
-    for entry in site.config.stations:
-        name = site.template_for(entry).template_name
-        stats = statistics.setdefault(
-            name, {"configured": 0, "added": 0, "started": 0, "indexes": []}
-        )
-        stats["configured"] += entry.count
-    for share in shares:
-        for name, part in share.items():
-            stats = statistics.setdefault(
-                name, {"configured": 0, "added": 0, "started": 0, "indexes": []}
-            )
-            stats["added"] += part["added"]
-            stats["started"] += part["started"]
-            stats["indexes"] += part["indexes"]
-    for stats in statistics.values():
-        stats["indexes"].sort()
-    config = site.config
-    return {
-        "status": "success",
-        "state": {
-            "version": __version__,
-            "started": control_state(simulator).started,
-            "seed": simulator.seed,
-            "csmsUrl": simulator.csms_url,
-            "configuration": {
-                "supervisionUrls": list(config.supervision.urls),
-                "supervisionUrlDistribution": config.supervision.distribution,
-                "workers": config.workers.processes,
-            },
-            # evsim-trio: the worker processes the stations run in (0: the main process).
-            "workerProcesses": processes,
-            "templateStatistics": statistics,
-        },
-    }
-
-
 async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
     return simulator_state(simulator, [template_statistics(simulator.stations)])
 
@@ -256,56 +199,6 @@ async def _delete_charging_stations(simulator: Simulator, payload: Payload) -> P
         simulator, stations, delete_state=bool(payload.get("deleteConfiguration", False))
     )
     return {"status": "success", "hashIdsSucceeded": [s.hash_id for s in stations]}
-
-
-_RAW_COUNTERS = (
-    "calls_sent",
-    "call_errors",
-    "call_timeouts",
-    "connects",
-    "connect_failures",
-    "boot_attempts",
-    "transactions_started",
-    "transactions_stopped",
-)
-
-
-def _camel_keys(value: Any) -> Any:
-    """Statistics keys in camelCase (action names and error codes have no underscores)."""
-    if isinstance(value, dict):
-        return {_camel(str(k)): _camel_keys(v) for k, v in value.items()}
-    return value
-
-
-def performance_entries(simulator: Simulator) -> tuple[list[Payload], FleetStatistics]:
-    """performanceStatistics' per-station entries, and the statistics they come from."""
-    statistics = collect_statistics(simulator.stations)
-    entries = []
-    for station, figures in zip(simulator.stations, statistics.stations, strict=True):
-        data = {name: getattr(station.stats, name) for name in _RAW_COUNTERS}
-        data.update(figures.summary())
-        entries.append(
-            {
-                "id": station.station_id,
-                "hashId": station.hash_id,
-                "name": station.station_id,
-                "uri": station.url(),
-                "statisticsData": _camel_keys(data),
-            }
-        )
-    return entries, statistics
-
-
-def performance_statistics(
-    timestamp: str, fleet: TrafficStatistics, entries: list[Payload]
-) -> Payload:
-    """The performanceStatistics response."""
-    return {
-        "status": "success",
-        "timestamp": timestamp,
-        "fleet": _camel_keys({"station_count": len(entries), **fleet.summary()}),
-        "performanceStatistics": entries,
-    }
 
 
 async def _performance_statistics(simulator: Simulator, payload: Payload) -> Payload:

@@ -21,8 +21,6 @@ from evsim_trio.simulator._build import plan_fleet
 from evsim_trio.simulator._commands import (
     PROCEDURES,
     UnknownProcedure,
-    performance_statistics,
-    simulator_state,
 )
 from evsim_trio.simulator._commands import execute as execute_in_process
 from evsim_trio.simulator._control import (
@@ -32,6 +30,7 @@ from evsim_trio.simulator._control import (
     template_catalogue,
     used_index,
 )
+from evsim_trio.simulator._fleet_answers import performance_statistics, simulator_state
 from evsim_trio.simulator._simulator import Simulator
 from evsim_trio.simulator._statistics import TrafficStatistics
 from evsim_trio.simulator._workers import Worker, WorkerFleet, WorkerGone, worker_count

@@ -60,7 +60,31 @@ class FleetCounts:
         )
 
 
-class Simulator:
+class ChangeNotifier:
+    """Change notifications of a fleet: `notify_changed()` wakes `wait_changed()` waiters."""
+
+    _changed: trio.Event
+
+    def counts(self) -> FleetCounts:
+        """Stations by state and fleet-wide counters (the subclass's)."""
+        raise NotImplementedError
+
+    def notify_changed(self) -> None:
+        """Wake `wait_changed()` waiters (the UI's refresh push)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait until any station changes state (or, with workers, a worker reports)."""
+        await self._changed.wait()
+
+    async def wait_until(self, predicate: Callable[[FleetCounts], bool]) -> None:
+        """Wait until `predicate(self.counts())` is true; re-checked on every change."""
+        while not predicate(self.counts()):
+            await self.wait_changed()
+
+
+class Simulator(ChangeNotifier):
     """Builds the fleet from a site config and runs it, with the embedded CSMS if enabled."""
 
     def __init__(
@@ -180,20 +204,6 @@ class Simulator:
     def _on_station_change(self, station: Station) -> None:
         del station
         self.notify_changed()
-
-    def notify_changed(self) -> None:
-        """Wake `wait_changed()` waiters (the UI's refresh push)."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_changed(self) -> None:
-        """Wait until any station changes state."""
-        await self._changed.wait()
-
-    async def wait_until(self, predicate: Callable[[FleetCounts], bool]) -> None:
-        """Wait until `predicate(self.counts())` is true; re-checked on every station change."""
-        while not predicate(self.counts()):
-            await self.wait_changed()
 
     def counts(self) -> FleetCounts:
         """Stations by state and fleet-wide link counters."""

@@ -22,12 +22,8 @@ import trio
 from evsim_trio._gc import freeze_when_settled, tune_for_fleet
 from evsim_trio.config import LogSection, Site
 from evsim_trio.simulator._channel import Channel, ChannelClosed, Message
-from evsim_trio.simulator._commands import (
-    UnknownProcedure,
-    execute,
-    performance_entries,
-    template_statistics,
-)
+from evsim_trio.simulator._commands import UnknownProcedure, execute
+from evsim_trio.simulator._fleet_answers import performance_entries, template_statistics
 from evsim_trio.simulator._simulator import Simulator
 
 __all__ = ["WORKER_PROCEDURES", "WorkerArgs", "worker_main"]

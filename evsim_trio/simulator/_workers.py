@@ -20,7 +20,7 @@ import math
 import os
 import random
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from evsim_trio.config import LogSection, Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._channel import Channel, ChannelClosed, Message
 from evsim_trio.simulator._fleet_metrics import FleetMetrics, empty_metrics, merge_metrics
-from evsim_trio.simulator._simulator import SHUTDOWN_GRACE, FleetCounts
+from evsim_trio.simulator._simulator import SHUTDOWN_GRACE, ChangeNotifier, FleetCounts
 from evsim_trio.simulator._statistics import (
     FleetStatistics,
     StationFigures,
@@ -111,7 +111,7 @@ class Worker:
         return self.channel is not None and self.error is None and self.final is None
 
 
-class WorkerFleet:
+class WorkerFleet(ChangeNotifier):
     """The fleet of a site config, spread over `processes` worker processes."""
 
     def __init__(
@@ -160,20 +160,6 @@ class WorkerFleet:
     def running(self) -> bool:
         """Whether `run()` is running."""
         return self._nursery is not None
-
-    def notify_changed(self) -> None:
-        """Wake `wait_changed()` waiters."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_changed(self) -> None:
-        """Wait until a worker reports a station change (or a worker dies)."""
-        await self._changed.wait()
-
-    async def wait_until(self, predicate: Callable[[FleetCounts], bool]) -> None:
-        """Wait until `predicate(self.counts())` is true; re-checked on every report."""
-        while not predicate(self.counts()):
-            await self.wait_changed()
 
     def counts(self) -> FleetCounts:
         """The sum of the workers' latest counts; a dead worker's stations count as failed."""
