@@ -29,11 +29,13 @@ PerformanceStorageType = Literal["none", "jsonfile", "sqlite"]
 
 @attrs.frozen
 class SimulatorSection:
-    """`[simulator]`: seed, where station state is kept, statistics period."""
+    """`[simulator]`: seed, where station state is kept, statistics period, start ramp."""
 
     seed: int | None = None
     state_dir: str = ".evsim-trio/state"
     statistics_interval: float = attrs.field(default=60.0, validator=number(gt=0))
+    # Stations started per second at the start of a run (0: all at once).
+    ramp_per_second: float = attrs.field(default=0.0, validator=number(ge=0))
 
 
 @attrs.frozen

@@ -130,6 +130,7 @@ def _require_running(simulator: Simulator) -> None:
 async def start_station(simulator: Simulator, station: Station) -> None:
     """Start `station` if it is not running: a fresh start, with a BootNotification."""
     _require_running(simulator)
+    simulator.leave_ramp(station)
     if station.started:
         return
     # A start after a stop is a power cycle: the station connects (even after a UI
@@ -155,6 +156,7 @@ async def stop_stations(
     """Stop `stations` (close frame 1001, no reconnect) and wait up to `wait` s for them."""
     stations = list(stations)
     for station in stations:
+        simulator.leave_ramp(station)
         station.stop()
     await _wait_stopped(simulator, stations, wait)
 

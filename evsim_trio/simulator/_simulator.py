@@ -121,6 +121,7 @@ class Simulator(ChangeNotifier):
         self._running = 0
         self._idle = trio.Event()
         self._idle.set()
+        self._ramp: set[int] = set()  # ids of the stations the start ramp has yet to start
 
     @property
     def csms_url(self) -> str | None:
@@ -160,12 +161,33 @@ class Simulator(ChangeNotifier):
                 if removed:
                     log.info("removed %d temporary files of interrupted writes", removed)
             self.stations = [self.make_station(spec) for spec in specs]
-            for station in self.stations:
-                if station.spec.auto_start:
+            auto = [station for station in self.stations if station.spec.auto_start]
+            rate = config.simulator.ramp_per_second
+            if rate > 0:
+                # A worker process starts its share of the fleet at its share of the rate.
+                share = rate / self.worker[1] if self.worker is not None else rate
+                nursery.start_soon(self._start_ramped, auto, share)
+            else:
+                for station in auto:
                     self.start_station(station)
             log.info("%d stations built, seed %d", len(self.stations), self.seed)
             task_status.started(self)
             await trio.sleep_forever()
+
+    async def _start_ramped(self, stations: list[Station], per_second: float) -> None:
+        """Start `stations` in order, `per_second` of them per second (on a steady schedule:
+        a late tick starts the stations it owes at once)."""
+        self._ramp.update(map(id, stations))
+        began = trio.current_time()
+        for count, station in enumerate(stations):
+            await trio.sleep_until(began + count / per_second)
+            if id(station) in self._ramp:
+                self._ramp.discard(id(station))
+                self.start_station(station)
+
+    def leave_ramp(self, station: Station) -> None:
+        """The UI started, stopped or deleted `station`: the start ramp leaves it alone."""
+        self._ramp.discard(id(station))
 
     @property
     def running(self) -> bool:
