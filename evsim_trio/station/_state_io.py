@@ -43,6 +43,14 @@ PERSIST_DEBOUNCE = 1.0
 LAZY_DEBOUNCE = 60.0
 
 
+def _now() -> float:
+    """trio's clock, or 0.0 outside a trio run (a station changed before it runs)."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return 0.0
+
+
 def _virtual_time() -> bool:
     """Whether trio runs on a virtual clock (tests under MockClock)."""
     return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
@@ -178,7 +186,9 @@ class StateMixin:
 
     def persist_lazily(self) -> None:
         """Schedule a state write within LAZY_DEBOUNCE (or with an earlier one)."""
-        self._dirty.set()
+        if not self._dirty.is_set():
+            self._dirty_since = _now()
+            self._dirty.set()
 
     def _lazy_due(self) -> bool:
         return trio.current_time() >= self._dirty_since + LAZY_DEBOUNCE
@@ -238,12 +248,8 @@ class StateMixin:
         path = self._state_path()
         if path is None:
             return
-        dirty: trio.Event | None = None
         while True:
             await self._dirty.wait()
-            if self._dirty is not dirty:  # changed since it was last clean: from now
-                dirty = self._dirty
-                self._dirty_since = trio.current_time()
             if self._soon:
                 await trio.sleep(PERSIST_DEBOUNCE)
                 if not self._soon and not self._lazy_due():

@@ -134,10 +134,18 @@ class TransactionsMixin:
     def enqueue(self, action: str, payload: Payload, local_tx: int) -> QueuedMessage:
         """Queue a transaction message for in-order delivery."""
         message = QueuedMessage(action, payload, local_tx)
+        sender_idle = not self.queue
         self.queue.push(message)
-        # Online, a MeterValues leaves at once: writing the state for it would be most of the
-        # simulator's CPU. Offline, it waits in the queue, so the queue is persisted.
-        if action != "MeterValues" or not self.is_online():
+        online = self.is_online()
+        if online and sender_idle:
+            # The sender takes it at once. A StartTransaction / StopTransaction is flushed
+            # before it leaves (marked dirty here for that flush, with no debounce wakeup of
+            # its own); writing the state for a MeterValues that leaves at once would be most
+            # of the simulator's CPU.
+            if action != "MeterValues":
+                self.persist_lazily()
+        elif action != "MeterValues" or not online:
+            # It waits behind others, or for the CSMS: the queue is persisted.
             self.persist()
         return message
 
