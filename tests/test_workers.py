@@ -416,3 +416,28 @@ async def test_the_ui_server_drives_a_worker_fleet_over_websocket_and_http(
         assert 'evsim_messages_sent_total{action="Heartbeat"} 5.0' in metrics
         assert 'evsim_csms_response_seconds_count{action="BootNotification"} 6.0' in metrics
         nursery.cancel_scope.cancel()
+
+
+async def test_a_hung_worker_fails_its_stations_part_of_a_request_and_not_the_rest(
+    tmp_path: Path,
+) -> None:
+    fleet = WorkerFleet(load_site(write_site(tmp_path, "hung")), processes=2)
+    async with running(fleet):
+        fleet.call_timeout = 0.5  # the wait this test is about: kept short
+        frozen = fleet.workers[1]
+        assert frozen.pid is not None
+        stuck = {h for h, e in fleet.roster.items() if e.worker == 1}
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            response = await execute(fleet, "heartbeat", {})
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert set(response["hashIdsFailed"]) == stuck
+        assert set(response["hashIdsSucceeded"]) == set(fleet.roster) - stuck
+        messages = [e["errorMessage"] for e in response["responsesFailed"]]
+        assert all("did not answer heartbeat" in m for m in messages), messages
+        # Running again, it answers again (its late answer to the abandoned call is dropped).
+        fleet.call_timeout = WAIT
+        again = await execute(fleet, "heartbeat", {})
+        assert again["status"] == "success"
+        assert set(again["hashIdsSucceeded"]) == set(fleet.roster)

@@ -80,8 +80,8 @@ def _failure(error: str, **extra: Any) -> Payload:
     return {"status": "failure", "error": error, **extra}
 
 
-def _gone_entry(fleet: WorkerFleet, hash_id: str, worker: Worker) -> Payload:
-    return {"hashId": hash_id, "status": "failure", "errorMessage": fleet.gone_reason(worker)}
+def _gone_entry(hash_id: str, reason: str) -> Payload:
+    return {"hashId": hash_id, "status": "failure", "errorMessage": reason}
 
 
 async def _on_stations(
@@ -94,21 +94,21 @@ async def _on_stations(
         by_worker.setdefault(fleet.roster[hash_id].worker, []).append(hash_id)
     succeeded: list[str] = []
     failed: list[Payload] = []
-    answers: list[tuple[Worker, list[str], Any]] = []
+    answers: list[tuple[list[str], Any]] = []
 
     async def one(worker: Worker, hash_ids: list[str]) -> None:
         try:
             answer = await fleet.call(worker, procedure, {**payload, "hashIds": hash_ids})
-        except WorkerGone:
-            answer = None
-        answers.append((worker, hash_ids, answer))
+        except WorkerGone as exc:
+            answer = str(exc)  # why its stations failed
+        answers.append((hash_ids, answer))
 
     async with trio.open_nursery() as nursery:
         for index, hash_ids in by_worker.items():
             nursery.start_soon(one, fleet.workers[index], hash_ids)
-    for worker, hash_ids, answer in answers:
-        if answer is None:
-            failed += [_gone_entry(fleet, h, worker) for h in hash_ids]
+    for hash_ids, answer in answers:
+        if isinstance(answer, str):
+            failed += [_gone_entry(h, answer) for h in hash_ids]
             continue
         succeeded += answer.get("hashIdsSucceeded", [])
         failed += answer.get("responsesFailed", [])

@@ -52,6 +52,9 @@ AUTO_MIN_STATIONS = 1000
 START_TIMEOUT = 120.0
 # After the stations' grace: for the workers to send their figures and exit, then they are killed.
 EXIT_GRACE = 2.5
+# How long the main process waits for a worker's answer (a stopped or hung worker must not hang
+# the UI): the longest procedure, a stop, waits 3 s for its stations.
+CALL_TIMEOUT = 60.0
 
 
 def worker_count(processes: int | str, stations: int) -> int:
@@ -138,6 +141,7 @@ class WorkerFleet(ChangeNotifier):
         self.seed = seed
         self.state_dir = state_dir or Path(config.simulator.state_dir)
         self._log_setup = log_setup
+        self.call_timeout = CALL_TIMEOUT
         self.csms: EmbeddedCsms | None = None
         self.workers = [Worker(j) for j in range(processes)]
         self.roster: dict[str, RosterEntry] = {}
@@ -243,12 +247,18 @@ class WorkerFleet(ChangeNotifier):
         ident = next(self._ids)
         slot = worker.pending[ident] = _Pending()
         try:
-            await worker.channel.send(
-                {"t": "call", "id": ident, "procedure": procedure, "payload": payload}
-            )
-            await slot.event.wait()
+            with trio.fail_after(self.call_timeout):
+                await worker.channel.send(
+                    {"t": "call", "id": ident, "procedure": procedure, "payload": payload}
+                )
+                await slot.event.wait()
         except ChannelClosed:
             raise WorkerGone(self.gone_reason(worker)) from None
+        except trio.TooSlowError:
+            raise WorkerGone(
+                f"worker process {worker.index + 1} did not answer {procedure} "
+                f"within {self.call_timeout:g} s"
+            ) from None
         finally:
             worker.pending.pop(ident, None)
         reply = slot.reply
