@@ -85,6 +85,9 @@ class OcppConfiguration:
         label: str = "",
     ) -> None:
         self.on_change: Callable[[str, str], None] | None = None
+        # Bumped by every change of a key (all of them go through this class): the state file
+        # renders the keys again only when it moved.
+        self.version = 0
         self._label = label or "configuration"
         self._connectors = number_of_connectors
         self._keys: dict[str, ConfigurationKey] = {}
@@ -117,6 +120,7 @@ class OcppConfiguration:
     # -- construction ---------------------------------------------------------------------
     def _add(self, entry: ConfigurationKey) -> None:
         self._keys[entry.key.lower()] = entry
+        self.version += 1
 
     def _apply_template_entry(self, entry: TemplateEntry) -> None:
         spec = self._spec(entry.key)
@@ -217,6 +221,7 @@ class OcppConfiguration:
             self._add(ConfigurationKey(key, value))
         else:
             entry.value = value
+            self.version += 1
 
     def change(self, key: str, value: str) -> ChangeStatus:
         """A change asked for by the CSMS (ChangeConfiguration, OCPP 1.6 §5.3).
@@ -239,6 +244,7 @@ class OcppConfiguration:
                 log.info("%s: ChangeConfiguration rejected: %s", self._label, exc)
                 return "Rejected"
         entry.value = value
+        self.version += 1
         if entry.reboot:
             return "RebootRequired"
         if self.on_change is not None:
@@ -293,3 +299,4 @@ class OcppConfiguration:
                     log.warning("%s: saved value ignored: %s", self._label, exc)
                     continue
             entry.value = value
+            self.version += 1

@@ -11,7 +11,6 @@ fingerprint moved. The pieces are joined the way tomli_w joins them, so the text
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -45,12 +44,10 @@ class Deferred:
     build: Callable[[], Any]
 
 
-_KEY_FIELDS = attrgetter("key", "value", "readonly", "visible", "reboot")
-
-
 def configuration_section(configuration: OcppConfiguration) -> Deferred:
-    """The configuration keys, fingerprinted by every field `to_state()` writes."""
-    return Deferred(tuple(map(_KEY_FIELDS, configuration)), configuration.to_state)
+    """The configuration keys, fingerprinted by the configuration's change counter (the object
+    too: a station given a new configuration renders it)."""
+    return Deferred((id(configuration), configuration.version), configuration.to_state)
 
 
 def resolve(sections: Mapping[str, Any]) -> dict[str, Any]:
