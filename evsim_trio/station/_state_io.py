@@ -9,12 +9,12 @@ authorization cache, charging profiles. A restart continues from it.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio.testing
 
 from evsim_trio.station._connector import Connector, Transaction
 from evsim_trio.station._persistence import STATE_VERSION, write_state_file
@@ -53,7 +53,10 @@ def _now() -> float:
 
 def _virtual_time() -> bool:
     """Whether trio runs on a virtual clock (tests under MockClock)."""
-    return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    # Without importing trio.testing (it imports pytest when installed): no MockClock can
+    # exist unless it was imported.
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 class StateMixin:
