@@ -60,6 +60,16 @@ class FleetCounts:
         )
 
 
+def resolve_seed(site: Site, seed: int | None) -> int:
+    """`seed`, else the config's, else a random one (logged, so the run can be repeated)."""
+    if seed is None:
+        seed = site.config.simulator.seed
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+        log.info("no seed configured; using seed %d", seed)
+    return seed
+
+
 class ChangeNotifier:
     """Change notifications of a fleet: `notify_changed()` wakes `wait_changed()` waiters."""
 
@@ -105,14 +115,8 @@ class Simulator(ChangeNotifier):
         self.worker = worker
         # In a worker process: the main process's embedded CSMS (none is started here).
         self._csms_url = csms_url
-        config = site.config
-        if seed is None:
-            seed = config.simulator.seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-            log.info("no seed configured; using seed %d", seed)
-        self.seed = seed
-        self.state_dir = state_dir or Path(config.simulator.state_dir)
+        self.seed = resolve_seed(site, seed)
+        self.state_dir = state_dir or Path(site.config.simulator.state_dir)
         self._connect = connect
         self.csms: EmbeddedCsms | None = None
         self.stations: list[Station] = []

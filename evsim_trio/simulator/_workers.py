@@ -18,7 +18,6 @@ import itertools
 import logging
 import math
 import os
-import random
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,7 +31,12 @@ from evsim_trio.config import LogSection, Site
 from evsim_trio.csms import EmbeddedCsms
 from evsim_trio.simulator._channel import Channel, ChannelClosed, Message
 from evsim_trio.simulator._fleet_metrics import FleetMetrics, empty_metrics, merge_metrics
-from evsim_trio.simulator._simulator import SHUTDOWN_GRACE, ChangeNotifier, FleetCounts
+from evsim_trio.simulator._simulator import (
+    SHUTDOWN_GRACE,
+    ChangeNotifier,
+    FleetCounts,
+    resolve_seed,
+)
 from evsim_trio.simulator._statistics import (
     FleetStatistics,
     StationFigures,
@@ -132,14 +136,8 @@ class WorkerFleet(ChangeNotifier):
         self.site = site
         self.shard = shard
         self.processes = processes
-        config = site.config
-        if seed is None:
-            seed = config.simulator.seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
-            log.info("no seed configured; using seed %d", seed)
-        self.seed = seed
-        self.state_dir = state_dir or Path(config.simulator.state_dir)
+        self.seed = resolve_seed(site, seed)
+        self.state_dir = state_dir or Path(site.config.simulator.state_dir)
         self._log_setup = log_setup
         self.call_timeout = CALL_TIMEOUT
         self.csms: EmbeddedCsms | None = None
