@@ -1,4 +1,5 @@
-"""The benchmark harness end to end, small: 20 stations, a 5 s window, real processes."""
+"""The benchmark harness end to end, small: 100 stations, a 5 s window, real processes, in one
+process and over two worker processes."""
 
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ pytestmark = pytest.mark.integration
 RUN_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "run_bench.py"
 
 
-def test_bench_harness_boots_20_stations_and_measures_a_window(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_bench_harness_boots_100_stations_and_measures_a_window(
+    tmp_path: Path, workers: str
+) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [
             sys.executable,
             str(RUN_BENCH),
             "--stations",
-            "20",
+            "100",
+            "--workers",
+            workers,
             "--window",
             "5",
             "--settle",
@@ -42,7 +48,7 @@ def test_bench_harness_boots_20_stations_and_measures_a_window(tmp_path: Path) -
     report = json.loads(out.read_text())
     (result,) = report["results"]
     assert "error" not in result
-    assert result["booted"] == 20
+    assert result["booted"] == 100
     assert 0 < result["boot_s"] < 20
     window = result["window"]
     assert window["seconds"] >= 4.5  # between two status lines: up to 0.3 s early
