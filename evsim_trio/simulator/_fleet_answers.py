@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from evsim_trio import __version__
 from evsim_trio.simulator._control import FleetLike, control_state
+from evsim_trio.simulator._fleet_metrics import STATION_COUNTERS
 from evsim_trio.simulator._snapshot import _camel
 from evsim_trio.simulator._statistics import (
     FleetStatistics,
@@ -85,16 +86,8 @@ def simulator_state(
     }
 
 
-_RAW_COUNTERS = (
-    "calls_sent",
-    "call_errors",
-    "call_timeouts",
-    "connects",
-    "connect_failures",
-    "boot_attempts",
-    "transactions_started",
-    "transactions_stopped",
-)
+# The station counters performanceStatistics gives per station (StationStatistics fields).
+_RAW_COUNTERS = (*STATION_COUNTERS, "transactions_started", "transactions_stopped")
 
 
 def _camel_keys(value: Any) -> Any:

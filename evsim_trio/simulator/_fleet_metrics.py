@@ -14,19 +14,30 @@ from typing import Any
 
 from evsim_trio.station import StationState, WsState
 
-__all__ = ["TOTALS", "FleetMetrics", "empty_metrics", "fleet_metrics", "merge_metrics"]
+__all__ = [
+    "STATION_COUNTERS",
+    "TOTALS",
+    "FleetMetrics",
+    "empty_metrics",
+    "fleet_metrics",
+    "merge_metrics",
+]
 
 FleetMetrics = dict[str, Any]
 """`{stations, ws_states, statuses, sums, totals, sent, received, latency}`: see `fleet_metrics`."""
 
-# Counters summed over stations, by name.
-TOTALS = (
+# Link counters of a station (StationStatistics fields), summed as they are.
+STATION_COUNTERS = (
     "calls_sent",
     "call_errors",
     "call_timeouts",
     "connects",
     "connect_failures",
     "boot_attempts",
+)
+# Counters summed over stations, by name.
+TOTALS = (
+    *STATION_COUNTERS,
     "reconnects",
     "transactions_started",
     "transactions_stopped",
@@ -104,7 +115,7 @@ def fleet_metrics(stations: Iterable[Any]) -> FleetMetrics:
             sums["power"] += meter.power_w
         sums["delivered"] += station.energy_delivered_wh()
         stats = station.stats
-        for name in TOTALS[:6]:
+        for name in STATION_COUNTERS:
             totals[name] += getattr(stats, name)
         totals["reconnects"] += max(0, stats.connects - 1)
         totals["transactions_started"] += stats.transactions_started
