@@ -7,7 +7,6 @@ threshold was breached.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import signal
 import sys
@@ -176,7 +175,7 @@ async def _run(
         async with trio.open_nursery() as nursery:
             await nursery.start(simulator.run)
             tune_for_fleet()
-            nursery.start_soon(freeze_when_settled, functools.partial(_settled, simulator))
+            nursery.start_soon(freeze_when_settled, simulator.wait_settled)
             if simulator.csms_url:
                 print(f"embedded CSMS: {simulator.csms_url}", flush=True)
             if site.config.ui_server.enabled:
@@ -254,10 +253,6 @@ async def _final_statistics(
             _error(f"threshold breached: {breach}")
         return EXIT_THRESHOLDS
     return code
-
-
-async def _settled(simulator: Fleet) -> None:
-    await simulator.wait_until(lambda counts: counts.booted == counts.total)
 
 
 def _in_workers(simulator: Fleet) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from evsim_trio.config._errors import ConfigError
 from evsim_trio.config._load import load_id_tags, load_site, load_template, validate_site
+from evsim_trio.config._ocpp16 import ChargePointStatus
 from evsim_trio.config._site import (
     CsmsSection,
     FailIf,
@@ -35,6 +36,7 @@ from evsim_trio.config._template import (
 
 __all__ = [
     "AtgConfig",
+    "ChargePointStatus",
     "CommandsSupport",
     "ConfigError",
     "ConfigurationKey",

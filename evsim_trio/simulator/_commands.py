@@ -21,7 +21,6 @@ from evsim_trio.simulator._control import (
     control_state,
     delete_stations,
     find_stations,
-    notify_changed,
     start_station,
     start_stations,
     stop_stations,
@@ -66,8 +65,16 @@ class _Refused(Exception):
 StationAction = Callable[[Station], Awaitable[object]]
 
 
-def _failure(error: str, **extra: Any) -> Payload:
+def failure(error: str, **extra: Any) -> Payload:
+    """A failure response."""
     return {"status": "failure", "error": error, **extra}
+
+
+def unknown_hash_ids(unknown: list[str]) -> Payload:
+    """The failure response to a request naming stations the fleet does not have."""
+    return failure(
+        f"unknown hashIds: {', '.join(unknown)}", hashIdsSucceeded=[], hashIdsFailed=unknown
+    )
 
 
 async def _on_stations(
@@ -82,11 +89,7 @@ async def _on_stations(
         hash_ids = payload.get("hashIds")
         stations, unknown = find_stations(simulator, hash_ids)
         if unknown:
-            return _failure(
-                f"unknown hashIds: {', '.join(unknown)}",
-                hashIdsSucceeded=[],
-                hashIdsFailed=unknown,
-            )
+            return unknown_hash_ids(unknown)
     outcome: dict[str, Payload | None] = {}
     limiter = trio.CapacityLimiter(_FAN_OUT)
 
@@ -150,14 +153,14 @@ async def _simulator_state(simulator: Simulator, payload: Payload) -> Payload:
 async def _start_simulator(simulator: Simulator, payload: Payload) -> Payload:
     await start_stations(simulator, simulator.stations)
     control_state(simulator).started = True
-    notify_changed(simulator)
+    simulator.notify_changed()
     return {"status": "success"}
 
 
 async def _stop_simulator(simulator: Simulator, payload: Payload) -> Payload:
     control_state(simulator).started = False
     await stop_stations(simulator, simulator.stations)
-    notify_changed(simulator)
+    simulator.notify_changed()
     return {"status": "success"}
 
 
@@ -192,9 +195,7 @@ async def _add_charging_stations(simulator: Simulator, payload: Payload) -> Payl
 async def _delete_charging_stations(simulator: Simulator, payload: Payload) -> Payload:
     stations, unknown = find_stations(simulator, payload.get("hashIds"))
     if unknown:
-        return _failure(
-            f"unknown hashIds: {', '.join(unknown)}", hashIdsSucceeded=[], hashIdsFailed=unknown
-        )
+        return unknown_hash_ids(unknown)
     await delete_stations(
         simulator, stations, delete_state=bool(payload.get("deleteConfiguration", False))
     )
@@ -316,7 +317,7 @@ async def _stop_transaction(simulator: Simulator, payload: Payload) -> Payload:
         # A transaction runs on one station: by default, ask the stations that have it.
         stations = [s for s in simulator.stations if s.transaction_for(transaction_id)]
         if not stations:
-            return _failure(f"no station has transaction {transaction_id}", hashIdsSucceeded=[])
+            return failure(f"no station has transaction {transaction_id}", hashIdsSucceeded=[])
 
     async def action(station: Station) -> None:
         connector = station.transaction_for(transaction_id)
@@ -448,6 +449,6 @@ async def execute(simulator: Simulator, procedure: str, payload: Payload) -> Pay
     try:
         return await implementation(simulator, payload)
     except ControlError as exc:
-        return _failure(str(exc))
+        return failure(str(exc))
     except (KeyError, TypeError, ValueError) as exc:
-        return _failure(f"{procedure}: bad payload: {exc!r}")
+        return failure(f"{procedure}: bad payload: {exc!r}")

@@ -40,7 +40,6 @@ __all__ = [
     "control_state",
     "delete_stations",
     "find_stations",
-    "notify_changed",
     "start_station",
     "start_stations",
     "stop_stations",
@@ -97,11 +96,6 @@ def control_state(simulator: object) -> ControlState:
     if state is None:
         state = _STATES[simulator] = ControlState()
     return state
-
-
-def notify_changed(simulator: Simulator) -> None:
-    """Wake `simulator.wait_changed()` waiters (the UI's refresh) after a change of ours."""
-    simulator.notify_changed()
 
 
 def find_stations(
@@ -289,7 +283,7 @@ async def add_stations(
         if spec.auto_start:
             await start_station(simulator, station)
     log.info("added %d stations from template %s", len(added), template.template_name)
-    notify_changed(simulator)
+    simulator.notify_changed()
     return added
 
 
@@ -299,7 +293,7 @@ async def delete_stations(
     """Stop `stations`, remove them from the fleet and, if asked, delete their saved state."""
     doomed = {id(station) for station in stations}
     simulator.stations[:] = [s for s in simulator.stations if id(s) not in doomed]
-    notify_changed(simulator)
+    simulator.notify_changed()
     await stop_stations(simulator, stations)
     if delete_state:
         for station in stations:

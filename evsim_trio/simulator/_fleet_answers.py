@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from evsim_trio import __version__
 from evsim_trio.simulator._control import FleetLike, control_state
 from evsim_trio.simulator._fleet_metrics import STATION_COUNTERS
-from evsim_trio.simulator._snapshot import _camel
+from evsim_trio.simulator._snapshot import camel
 from evsim_trio.simulator._statistics import (
     FleetStatistics,
     TrafficStatistics,
@@ -24,6 +24,7 @@ __all__ = [
     "performance_entries",
     "performance_statistics",
     "simulator_state",
+    "template_rows",
     "template_statistics",
 ]
 
@@ -32,14 +33,17 @@ Payload = dict[str, Any]
 
 def template_statistics(stations: Iterable[Station]) -> dict[str, Payload]:
     """Per template name: stations added, started, and their indexes (a worker's share)."""
+    return template_rows((s.identity.template_name, s.identity.index, s.started) for s in stations)
+
+
+def template_rows(rows: Iterable[tuple[str, int, bool]]) -> dict[str, Payload]:
+    """`template_statistics` of (template name, index, started) rows."""
     statistics: dict[str, Payload] = {}
-    for station in stations:
-        stats = statistics.setdefault(
-            station.identity.template_name, {"added": 0, "started": 0, "indexes": []}
-        )
+    for template_name, index, started in rows:
+        stats = statistics.setdefault(template_name, {"added": 0, "started": 0, "indexes": []})
         stats["added"] += 1
-        stats["started"] += int(station.started)
-        stats["indexes"].append(station.identity.index)
+        stats["started"] += int(started)
+        stats["indexes"].append(index)
     return statistics
 
 
@@ -93,7 +97,7 @@ _RAW_COUNTERS = (*STATION_COUNTERS, "transactions_started", "transactions_stoppe
 def _camel_keys(value: Any) -> Any:
     """Statistics keys in camelCase (action names and error codes have no underscores)."""
     if isinstance(value, dict):
-        return {_camel(str(k)): _camel_keys(v) for k, v in value.items()}
+        return {camel(str(k)): _camel_keys(v) for k, v in value.items()}
     return value
 
 

@@ -21,6 +21,8 @@ from evsim_trio.simulator._build import plan_fleet
 from evsim_trio.simulator._commands import (
     PROCEDURES,
     UnknownProcedure,
+    failure,
+    unknown_hash_ids,
 )
 from evsim_trio.simulator._commands import execute as execute_in_process
 from evsim_trio.simulator._control import (
@@ -30,7 +32,11 @@ from evsim_trio.simulator._control import (
     template_catalogue,
     used_index,
 )
-from evsim_trio.simulator._fleet_answers import performance_statistics, simulator_state
+from evsim_trio.simulator._fleet_answers import (
+    performance_statistics,
+    simulator_state,
+    template_rows,
+)
 from evsim_trio.simulator._simulator import Simulator
 from evsim_trio.simulator._statistics import TrafficStatistics
 from evsim_trio.simulator._workers import Worker, WorkerFleet, WorkerGone, worker_count
@@ -76,12 +82,16 @@ def make_fleet(
     )
 
 
-def _failure(error: str, **extra: Any) -> Payload:
-    return {"status": "failure", "error": error, **extra}
-
-
 def _gone_entry(hash_id: str, reason: str) -> Payload:
     return {"hashId": hash_id, "status": "failure", "errorMessage": reason}
+
+
+def _by_worker(fleet: WorkerFleet, targets: Sequence[str]) -> dict[int, list[str]]:
+    """`targets` (known hashIds) grouped by the index of the worker that runs them."""
+    groups: dict[int, list[str]] = {}
+    for hash_id in targets:
+        groups.setdefault(fleet.roster[hash_id].worker, []).append(hash_id)
+    return groups
 
 
 async def _on_stations(
@@ -89,9 +99,7 @@ async def _on_stations(
 ) -> Payload:
     """Run a station procedure on `targets` (known hashIds, in answer order) in their workers."""
     position = {hash_id: i for i, hash_id in enumerate(targets)}
-    by_worker: dict[int, list[str]] = {}
-    for hash_id in targets:
-        by_worker.setdefault(fleet.roster[hash_id].worker, []).append(hash_id)
+    by_worker = _by_worker(fleet, targets)
     succeeded: list[str] = []
     failed: list[Payload] = []
     answers: list[tuple[list[str], Any]] = []
@@ -142,16 +150,10 @@ def _targets(fleet: WorkerFleet, payload: Payload) -> tuple[list[str], list[str]
     ]
 
 
-def _unknown(unknown: list[str]) -> Payload:
-    return _failure(
-        f"unknown hashIds: {', '.join(unknown)}", hashIdsSucceeded=[], hashIdsFailed=unknown
-    )
-
-
 async def _stations_procedure(fleet: WorkerFleet, procedure: str, payload: Payload) -> Payload:
     targets, unknown = _targets(fleet, payload)
     if unknown:
-        return _unknown(unknown)
+        return unknown_hash_ids(unknown)
     return await _on_stations(fleet, procedure, payload, targets)
 
 
@@ -164,22 +166,15 @@ async def _simulator_state(fleet: WorkerFleet, procedure: str, payload: Payload)
     for worker in fleet.workers:
         if worker.error is not None:
             # A dead worker's stations are still in the fleet: added, not started.
-            share: dict[str, Payload] = {}
-            for entry in fleet.roster.values():
-                if entry.worker == worker.index:
-                    stats = share.setdefault(
-                        entry.template_name, {"added": 0, "started": 0, "indexes": []}
-                    )
-                    stats["added"] += 1
-                    stats["indexes"].append(entry.index)
-            shares.append(share)
+            entries = (fleet.roster[h] for h in fleet.owned_by(worker))
+            shares.append(template_rows((e.template_name, e.index, False) for e in entries))
     return simulator_state(fleet, shares, processes=fleet.processes)
 
 
 async def _start_stop_simulator(fleet: WorkerFleet, procedure: str, payload: Payload) -> Payload:
     for worker, answer in await fleet.gather(procedure, {}):
         if answer is not None and answer.get("status") != "success":
-            return _failure(f"worker {worker.index + 1}: {answer.get('error', procedure)}")
+            return failure(f"worker {worker.index + 1}: {answer.get('error', procedure)}")
     control_state(fleet).started = procedure == "startSimulator"
     fleet.notify_changed()
     return {"status": "success"}
@@ -214,20 +209,15 @@ async def _list_charging_stations(fleet: WorkerFleet, procedure: str, payload: P
             stations += answer.get("chargingStations", [])
     for worker in fleet.workers:
         if worker.error is not None:
-            stations += [
-                _failed_station_data(fleet, h)
-                for h, entry in fleet.roster.items()
-                if entry.worker == worker.index
-            ]
-    order = {h: i for i, h in enumerate(fleet.ordered(fleet.roster))}
-    stations.sort(key=lambda s: order.get(s["stationInfo"]["hashId"], len(order)))
+            stations += [_failed_station_data(fleet, h) for h in fleet.owned_by(worker)]
+    stations.sort(key=lambda s: fleet.order_of(s["stationInfo"]["hashId"]))
     return {"status": "success", "chargingStations": stations}
 
 
 async def _add_charging_stations(fleet: WorkerFleet, procedure: str, payload: Payload) -> Payload:
     live = [w for w in fleet.workers if w.alive]
     if not live:
-        return _failure("no worker process is running")
+        return failure("no worker process is running")
     catalogue = await template_catalogue(fleet)
     template = catalogue.get(str(payload["template"]).removesuffix(".toml"))
     first_index = None
@@ -245,7 +235,7 @@ async def _add_charging_stations(fleet: WorkerFleet, procedure: str, payload: Pa
         answer = await fleet.call(worker, procedure, {**payload, "_firstIndex": first_index})
         fleet.adopt_roster(worker, (await fleet.call(worker, "_roster", {}))["roster"])
     except WorkerGone as exc:
-        return _failure(str(exc))
+        return failure(str(exc))
     fleet.notify_changed()
     return dict(answer)
 
@@ -255,11 +245,8 @@ async def _delete_charging_stations(
 ) -> Payload:
     targets, unknown = _targets(fleet, payload)
     if unknown:
-        return _unknown(unknown)
-    by_worker: dict[int, list[str]] = {}
-    for hash_id in targets:
-        by_worker.setdefault(fleet.roster[hash_id].worker, []).append(hash_id)
-    for index, hash_ids in by_worker.items():
+        return unknown_hash_ids(unknown)
+    for index, hash_ids in _by_worker(fleet, targets).items():
         worker = fleet.workers[index]
         if worker.alive:
             with contextlib.suppress(WorkerGone):
@@ -279,8 +266,7 @@ async def _performance_statistics(fleet: WorkerFleet, procedure: str, payload: P
             merged.merge(TrafficStatistics.from_json(answer["fleet"]))
             entries += answer["entries"]
             timestamp = max(timestamp, str(answer["timestamp"]))
-    order = {h: i for i, h in enumerate(fleet.ordered(fleet.roster))}
-    entries.sort(key=lambda e: order.get(e["hashId"], len(order)))
+    entries.sort(key=lambda e: fleet.order_of(e["hashId"]))
     return performance_statistics(timestamp, merged, entries)
 
 
@@ -293,7 +279,7 @@ async def _stop_transaction(fleet: WorkerFleet, procedure: str, payload: Payload
         if answer is not None:
             having += answer["hashIds"]
     if not having:
-        return _failure(f"no station has transaction {transaction_id}", hashIdsSucceeded=[])
+        return failure(f"no station has transaction {transaction_id}", hashIdsSucceeded=[])
     return await _on_stations(fleet, procedure, payload, fleet.ordered(having))
 
 
@@ -325,8 +311,8 @@ async def execute(fleet: Fleet, procedure: str, payload: Payload) -> Payload:
     try:
         return await route(fleet, procedure, payload)
     except ControlError as exc:
-        return _failure(str(exc))
+        return failure(str(exc))
     except (KeyError, TypeError, ValueError) as exc:
-        return _failure(f"{procedure}: bad payload: {exc!r}")
+        return failure(f"{procedure}: bad payload: {exc!r}")
     except RuntimeError as exc:  # a worker could not run the procedure
-        return _failure(str(exc))
+        return failure(str(exc))

@@ -93,6 +93,10 @@ class ChangeNotifier:
         while not predicate(self.counts()):
             await self.wait_changed()
 
+    async def wait_settled(self) -> None:
+        """Wait until every station is booted."""
+        await self.wait_until(lambda counts: counts.booted == counts.total)
+
 
 class Simulator(ChangeNotifier):
     """Builds the fleet from a site config and runs it, with the embedded CSMS if enabled."""

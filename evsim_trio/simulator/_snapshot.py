@@ -9,12 +9,13 @@ import attrs
 
 from evsim_trio.station import Connector, Station
 
-__all__ = ["camel_dict", "charging_station_data", "jsonable"]
+__all__ = ["camel", "camel_dict", "charging_station_data", "jsonable"]
 
 Payload = dict[str, Any]
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
+    """snake_case as camelCase."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
@@ -24,7 +25,7 @@ def camel_dict(value: Any) -> Payload:
     if not attrs.has(type(value)):
         return {}
     return {
-        _camel(field.name): jsonable(getattr(value, field.name))
+        camel(field.name): jsonable(getattr(value, field.name))
         for field in attrs.fields(type(value))
         if not field.name.startswith("_")
     }

@@ -63,6 +63,11 @@ class ActionStatistics:
         self.errors_by_code.update(other.errors_by_code)
         self.latency.merge(other.latency)
 
+    @property
+    def error_rate(self) -> float:
+        """CALLERRORs (and invalid answers) per CALL; 0 without CALLs."""
+        return self.errors / self.count if self.count else 0.0
+
     def quantile_ms(self, q: float) -> float | None:
         """The response time `q`-quantile in milliseconds, None without answers."""
         return _ms(self.latency.quantile(q))
@@ -79,7 +84,7 @@ class ActionStatistics:
             "count": self.count,
             "errors": self.errors,
             "timeouts": self.timeouts,
-            "error_rate": self.errors / self.count if self.count else 0.0,
+            "error_rate": self.error_rate,
             "errors_by_code": dict(sorted(self.errors_by_code.items())),
             "min_ms": _ms(latency.minimum) if timed else None,
             "mean_ms": _ms(latency.mean),
@@ -273,7 +278,7 @@ def check_thresholds(fleet: TrafficStatistics, fail_if: FailIf) -> list[str]:
                     f"({figures.latency.count} answers)"
                 )
     total = fleet.total_sent()
-    rate = total.errors / total.count if total.count else 0.0
+    rate = total.error_rate
     if fail_if.error_rate is not None and rate > fail_if.error_rate:
         breaches.append(
             f"error rate {_num(rate)} > {_num(fail_if.error_rate)} "

@@ -9,7 +9,6 @@ If the main process goes away, the worker stops its stations and returns.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -139,10 +138,6 @@ async def _push_counts(simulator: Simulator, channel: Channel) -> None:
         await trio.sleep(PUSH_DELAY)
 
 
-async def _settled(simulator: Simulator) -> None:
-    await simulator.wait_until(lambda counts: counts.booted == counts.total)
-
-
 async def _serve(simulator: Simulator, channel: Channel, nursery: trio.Nursery) -> float | None:
     """Answer calls until `shutdown` (its grace is returned) or the channel closes (None)."""
     try:
@@ -172,7 +167,7 @@ async def _run_worker(args: WorkerArgs) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(simulator.run)
         tune_for_fleet()
-        nursery.start_soon(freeze_when_settled, functools.partial(_settled, simulator))
+        nursery.start_soon(freeze_when_settled, simulator.wait_settled)
         await channel.send(
             {
                 "t": "hello",

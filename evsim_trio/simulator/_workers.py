@@ -170,7 +170,7 @@ class WorkerFleet(ChangeNotifier):
         for worker in self.workers:
             counts = dict(worker.final["counts"] if worker.final else worker.counts)
             if worker.error is not None:
-                owned = sum(1 for entry in self.roster.values() if entry.worker == worker.index)
+                owned = len(self.owned_by(worker))
                 counts.update(total=owned, failed=owned, connecting=0, booted=0, stopped=0)
             for name, value in counts.items():
                 if name in total:
@@ -198,7 +198,7 @@ class WorkerFleet(ChangeNotifier):
 
     def _dead_metrics(self, worker: Worker) -> FleetMetrics:
         """A dead worker's last figures, its stations failed and closed now."""
-        owned = sum(1 for entry in self.roster.values() if entry.worker == worker.index)
+        owned = len(self.owned_by(worker))
         snapshot = merge_metrics([worker.last_metrics] if worker.last_metrics else [])
         snapshot["stations"] = {**dict.fromkeys(snapshot["stations"], 0), "failed": owned}
         snapshot["ws_states"] = {**dict.fromkeys(snapshot["ws_states"], 0), "closed": owned}
@@ -221,16 +221,21 @@ class WorkerFleet(ChangeNotifier):
             part = FleetStatistics.from_json(data)
             fleet.merge(part.fleet)
             figures += part.stations
-        figures.sort(key=lambda f: self._order_of(f.hash_id))
+        figures.sort(key=lambda f: self.order_of(f.hash_id))
         return FleetStatistics(ocpp_timestamp(), fleet, tuple(figures) if stations else ())
 
-    def _order_of(self, hash_id: str) -> int:
+    def order_of(self, hash_id: str) -> int:
+        """A station's place in fleet order (unknown ones last)."""
         entry = self.roster.get(hash_id)
         return entry.order if entry is not None else math.inf  # type: ignore[return-value]
 
+    def owned_by(self, worker: Worker) -> list[str]:
+        """The hashIds of the stations `worker` runs."""
+        return [h for h, entry in self.roster.items() if entry.worker == worker.index]
+
     def ordered(self, hash_ids: Iterable[str]) -> list[str]:
         """`hash_ids` in fleet order."""
-        return sorted(hash_ids, key=self._order_of)
+        return sorted(hash_ids, key=self.order_of)
 
     def worker_pids(self) -> list[int | None]:
         """The workers' process ids (None before a worker said hello)."""
@@ -294,7 +299,7 @@ class WorkerFleet(ChangeNotifier):
 
     def adopt_roster(self, worker: Worker, roster: list[list[Any]]) -> None:
         """Make `roster` (the worker's stations, in its order) the worker's part of the fleet."""
-        known = {h for h, entry in self.roster.items() if entry.worker == worker.index}
+        known = set(self.owned_by(worker))
         listed = set()
         for position, (hash_id, station_id, index, template_name) in enumerate(roster):
             listed.add(hash_id)
@@ -394,7 +399,7 @@ class WorkerFleet(ChangeNotifier):
         if worker.error is not None or worker.final is not None:
             return
         worker.error = reason
-        owned = sum(1 for entry in self.roster.values() if entry.worker == worker.index)
+        owned = len(self.owned_by(worker))
         log.error("%s: its %d stations are marked failed", reason, owned)
         self._fail_pending(worker)
         self.notify_changed()

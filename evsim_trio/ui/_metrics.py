@@ -21,7 +21,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from evsim_trio.config._ocpp16 import ChargePointStatus
+from evsim_trio.config import ChargePointStatus
 from evsim_trio.station import StationState, WsState
 
 if TYPE_CHECKING:
