@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from evsim_trio import __version__
+from evsim_trio._names import camel
 from evsim_trio.simulator._control import FleetLike, control_state
 from evsim_trio.simulator._fleet_metrics import STATION_COUNTERS
-from evsim_trio.simulator._snapshot import camel
 from evsim_trio.simulator._statistics import (
     FleetStatistics,
     TrafficStatistics,

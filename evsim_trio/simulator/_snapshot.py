@@ -7,17 +7,12 @@ from typing import Any
 
 import attrs
 
+from evsim_trio._names import camel
 from evsim_trio.station import Connector, Station
 
 __all__ = ["camel", "camel_dict", "charging_station_data", "jsonable"]
 
 Payload = dict[str, Any]
-
-
-def camel(name: str) -> str:
-    """snake_case as camelCase."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def camel_dict(value: Any) -> Payload:

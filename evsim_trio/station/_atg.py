@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from evsim_trio._names import camel
 from evsim_trio.config import AtgConfig
 from evsim_trio.station._clock import format_timestamp, utc_now
 
@@ -117,11 +118,6 @@ _COUNTERS = (
 )
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 @attrs.define
 class AtgConnectorStatus:
     """One connector's ATG state and counters; persisted, and shown by the UI in camelCase."""
@@ -176,8 +172,8 @@ class AtgConnectorStatus:
     def snapshot(self) -> dict[str, Any]:
         """The UI's view (camelCase, as the reference UI reads it); unset dates are left out."""
         view: dict[str, Any] = {"start": self.start}
-        view.update((_camel(name), getattr(self, name)) for name in _DATES if getattr(self, name))
-        view.update((_camel(name), getattr(self, name)) for name in _COUNTERS)
+        view.update((camel(name), getattr(self, name)) for name in _DATES if getattr(self, name))
+        view.update((camel(name), getattr(self, name)) for name in _COUNTERS)
         return view
 
 
@@ -387,11 +383,10 @@ class AtgController:
         connector_ids: Iterable[int],
         *,
         statuses: Mapping[int, AtgConnectorStatus] | None = None,
-        round_robin: RoundRobin | None = None,
     ) -> None:
         self.host = host
         self.config = config
-        self.round_robin = RoundRobin() if round_robin is None else round_robin
+        self.round_robin = RoundRobin()
         given = statuses or {}
         self.statuses: dict[int, AtgConnectorStatus] = {}
         for cid in sorted(connector_ids):

@@ -37,7 +37,7 @@ async def remote_start(station: Station, call: Call) -> Payload:
     if (
         reservation is not None
         and reservation.parent_id_tag is None
-        and reservation.id_tag.casefold() != str(payload["idTag"]).casefold()
+        and not reservation.matches(str(payload["idTag"]), None)
     ):
         return {"status": "Rejected"}  # reserved for another idTag (1.6 §5.13)
     profile = payload.get("chargingProfile")
@@ -139,19 +139,11 @@ async def set_charging_profile(station: Station, call: Call) -> Payload:
         return {"status": "Rejected"}
     connector = station.connectors.get(connector_id)
     tx = connector.transaction if connector is not None else None
-    config = station.configuration
-    status = station.profiles.set(
+    status = station.install_profile(
         connector_id,
         call.payload["csChargingProfiles"],
-        now=utc_now(),
-        transaction_id=tx.transaction_id if tx is not None else None,
-        max_stack_level=config.get_int("ChargeProfileMaxStackLevel", 8),
-        allowed_units=tuple(config.get_csl("ChargingScheduleAllowedChargingRateUnit")),
-        max_periods=config.get_int("ChargingScheduleMaxPeriods", 24),
-        max_installed=config.get_int("MaxChargingProfilesInstalled", 16),
+        tx.transaction_id if tx is not None else None,
     )
-    if status == "Accepted":
-        station.limits_changed()
     return {"status": status}
 
 

@@ -43,6 +43,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 import attrs
 import trio
 
+from evsim_trio._names import camel
 from evsim_trio.ocpp import TypeConstraintViolation
 from evsim_trio.station._clock import format_timestamp, parse_timestamp, utc_now
 from evsim_trio.station._handlers import handler
@@ -325,13 +326,8 @@ def _events(station: Station, now: datetime) -> list[tuple[datetime, str]]:
             )
         )
     stats = attrs.asdict(station.stats)
-    events.append((now, "statistics: " + " ".join(f"{_camel(k)}={v}" for k, v in stats.items())))
+    events.append((now, "statistics: " + " ".join(f"{camel(k)}={v}" for k, v in stats.items())))
     return events
-
-
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(part.title() for part in rest)
 
 
 # -- DataTransfer from the station (§4.3) ------------------------------------------------------

@@ -136,10 +136,9 @@ def default_connect(connect_timeout: float = 30.0) -> Connect:
 class _Pending:
     """The one outstanding CALL of a connection: filled in by the reader task."""
 
-    __slots__ = ("call", "done", "error", "payload")
+    __slots__ = ("done", "error", "payload")
 
-    def __init__(self, call: Call) -> None:
-        self.call = call
+    def __init__(self) -> None:
         self.done = trio.Event()
         self.payload: Payload | None = None
         self.error: Exception | None = None
@@ -183,7 +182,7 @@ class Connection:
             if callable(payload):
                 payload = payload()
             call, text = self.session.prepare_call(action, payload)
-            pending = self._pending = _Pending(call)
+            pending = self._pending = _Pending()
             try:
                 try:
                     await self.ws.send_message(text)

@@ -120,18 +120,10 @@ class MeterLoopsMixin:
                 limits.append(limit[0])
         return min(limits) if limits else None
 
-    def _step_limits(self) -> dict[int, StepLimits]:
-        # Created on first use, so that the station's constructor need not know of it.
-        try:
-            return self._meter_limits
-        except AttributeError:
-            self._meter_limits = {}
-            return self._meter_limits
-
     def _begin_step(self, connector_id: int) -> StepLimits:
         """Remember the limits installed now for the step that begins now; return those of
         the step that ends now (the current ones when none was remembered)."""
-        table = self._step_limits()
+        table = self._meter_limits
         current = StepLimits(self.amperage_limit_w(), self.profiles.snapshot())
         ended = table.get(connector_id, current)
         table[connector_id] = current

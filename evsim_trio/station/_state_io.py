@@ -229,6 +229,10 @@ class StateMixin:
         path = self._state_path()
         if path is None:
             return
+        await self._write_if_dirty(path)
+
+    async def _write_if_dirty(self, path: Path) -> None:
+        """Write the state if it changed since the last write (one write at a time)."""
         async with self._write_lock:
             if self._dirty.is_set():
                 self._mark_clean()
@@ -262,8 +266,4 @@ class StateMixin:
                 with trio.move_on_at(self._dirty_since + LAZY_DEBOUNCE):
                     await self._soon_event.wait()
                 continue
-            async with self._write_lock:
-                if not self._dirty.is_set():
-                    continue  # flushed meanwhile
-                self._mark_clean()
-                await self._write(path, self.state_text().encode())
+            await self._write_if_dirty(path)  # (nothing if flushed meanwhile)

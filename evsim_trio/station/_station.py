@@ -23,7 +23,7 @@ from evsim_trio.ocpp import (
 )
 from evsim_trio.station._atg import AtgConnectorStatus, AtgController
 from evsim_trio.station._charging_profiles import ProfileStore
-from evsim_trio.station._clock import ocpp_timestamp
+from evsim_trio.station._clock import ocpp_timestamp, utc_now
 from evsim_trio.station._connector import Connector
 from evsim_trio.station._electrical import pick_station_power_w
 from evsim_trio.station._handlers import REGISTRY
@@ -41,7 +41,7 @@ from evsim_trio.station._link import (
     default_connect,
 )
 from evsim_trio.station._local_auth import LocalAuthList
-from evsim_trio.station._meter_loops import MeterLoopsMixin
+from evsim_trio.station._meter_loops import MeterLoopsMixin, StepLimits
 from evsim_trio.station._metering import MeterModel
 from evsim_trio.station._ocpp_config import OcppConfiguration
 from evsim_trio.station._online import OnlineMixin, StationState, WsState
@@ -161,6 +161,7 @@ class Station(  # type: ignore[misc]
         self._nursery: trio.Nursery | None = None
         self._meter_scopes: dict[int, trio.CancelScope] = {}
         self._meter_last: dict[int, float] = {}
+        self._meter_limits: dict[int, StepLimits] = {}
         self._want_open = True
         self._want_changed = trio.Event()
         self._life_end = trio.Event()
@@ -509,21 +510,26 @@ class Station(  # type: ignore[misc]
         started = await self.start_transaction(connector_id, id_tag, remote=True)
         tx = self.connectors[connector_id].transaction
         if started and profile is not None and tx is not None:
-            from evsim_trio.station._clock import utc_now
+            self.install_profile(connector_id, profile, tx.transaction_id)
 
-            self.profiles.set(
-                connector_id,
-                profile,
-                now=utc_now(),
-                transaction_id=tx.transaction_id,
-                max_stack_level=self.configuration.get_int("ChargeProfileMaxStackLevel", 8),
-                allowed_units=tuple(
-                    self.configuration.get_csl("ChargingScheduleAllowedChargingRateUnit")
-                ),
-                max_periods=self.configuration.get_int("ChargingScheduleMaxPeriods", 24),
-                max_installed=self.configuration.get_int("MaxChargingProfilesInstalled", 16),
-            )
+    def install_profile(
+        self, connector_id: int, profile: dict[str, Any], transaction_id: int | None
+    ) -> str:
+        """Install a charging profile within the configured limits; its status (1.6 §5.16)."""
+        config = self.configuration
+        status = self.profiles.set(
+            connector_id,
+            profile,
+            now=utc_now(),
+            transaction_id=transaction_id,
+            max_stack_level=config.get_int("ChargeProfileMaxStackLevel", 8),
+            allowed_units=tuple(config.get_csl("ChargingScheduleAllowedChargingRateUnit")),
+            max_periods=config.get_int("ChargingScheduleMaxPeriods", 24),
+            max_installed=config.get_int("MaxChargingProfilesInstalled", 16),
+        )
+        if status == "Accepted":
             self.limits_changed()
+        return status
 
     # -- CSMS-initiated requests -----------------------------------------------------------
     async def _handle_incoming(self, call: Call) -> Payload:
