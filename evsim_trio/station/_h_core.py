@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from evsim_trio.station._clock import format_timestamp, parse_timestamp, utc_now
+from evsim_trio.station._clock import format_timestamp, utc_now
 from evsim_trio.station._handlers import handler
 
 if TYPE_CHECKING:
@@ -170,15 +170,13 @@ async def get_composite_schedule(station: Station, call: Call) -> Payload:
     if connector_id != 0 and connector_id not in station.connectors:
         return {"status": "Rejected"}
     voltage, phases, dc = station.electrical()
-    connector = station.connectors.get(connector_id)
-    tx = connector.transaction if connector is not None else None
     start = utc_now().replace(microsecond=0)
     schedule = station.profiles.composite_schedule(
         connector_id,
         start,
         int(payload["duration"]),
         str(payload.get("chargingRateUnit", "W")),
-        tx_start=parse_timestamp(tx.start_timestamp) if tx is not None else None,
+        tx_start=station.transaction_start(connector_id),
         voltage=voltage,
         phases=phases,
         dc=dc,
@@ -199,7 +197,4 @@ def _connector_cap(station: Station, connector_id: int) -> float | None:
     if connector_id == 0:
         meters = list(station.meters.values())
         return meters[0].station_max_power_w() if meters else None
-    share = 1
-    if station.template.power_shared_by_connectors:
-        share = max(1, sum(1 for c in station.connectors.values() if c.transaction is not None))
-    return station.meters[connector_id].connector_max_power_w(share)
+    return station.meters[connector_id].connector_max_power_w(station.power_share())

@@ -92,7 +92,8 @@ class MeterLoopsMixin:
         voltage, phases, dc = self.electrical()
         return amps_to_watts(amps, voltage=voltage, phases=phases, dc=dc)
 
-    def _tx_start(self, connector_id: int) -> datetime | None:
+    def transaction_start(self, connector_id: int) -> datetime | None:
+        """When the connector's transaction started (None without one)."""
         connector = self.connectors.get(connector_id)
         tx = connector.transaction if connector is not None else None
         return parse_timestamp(tx.start_timestamp) if tx is not None else None
@@ -138,7 +139,7 @@ class MeterLoopsMixin:
             return [(dt, limits.key_w)]
         end = utc_now()
         start = end - timedelta(seconds=dt)
-        tx_start = self._tx_start(connector_id)
+        tx_start = self.transaction_start(connector_id)
         bounds = [start, *profiles.change_points(connector_id, start, end, tx_start=tx_start)]
         pieces: list[tuple[float, float | None]] = []
         done = 0.0
@@ -164,12 +165,16 @@ class MeterLoopsMixin:
         limits = self._begin_step(connector_id)
         if now <= last:
             return
-        share = 1
-        if self.template.power_shared_by_connectors:
-            share = max(1, sum(1 for c in self.connectors.values() if c.transaction is not None))
+        share = self.power_share()
         meter = self.meters[connector_id]
         for dt, limit_w in self._pieces(connector_id, limits, now - last):
             meter.advance(dt, limit_w=limit_w, share=share)
+
+    def power_share(self) -> int:
+        """How many connectors share the station's power now (1 unless it is shared)."""
+        if not self.template.power_shared_by_connectors:
+            return 1
+        return max(1, sum(1 for c in self.connectors.values() if c.transaction is not None))
 
     def start_meter_loop(self, connector_id: int) -> None:
         """Start sampling a connector whose transaction just started."""

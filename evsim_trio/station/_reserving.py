@@ -46,6 +46,7 @@ class ReservationsMixin:
     send_status: Callable[..., Awaitable[None]]
     spawn: Callable[..., None]
     persist: Callable[[], None]
+    cache_id_tag_info: Callable[[str, dict[str, Any]], bool]
     changed: Callable[[], None]
     is_online: Callable[[], bool]
 
@@ -111,8 +112,7 @@ class ReservationsMixin:
                 log.info("%s: parentIdTag of %s unknown: %s", self.label, id_tag, exc)
                 return None
             info = dict(response["idTagInfo"])
-            if self.configuration.get_bool("AuthorizationCacheEnabled", True):
-                self.auth_cache[id_tag] = info
+            if self.cache_id_tag_info(id_tag, info):
                 self.persist()
         parent = None if info is None else info.get("parentIdTag")
         return None if parent is None else str(parent)

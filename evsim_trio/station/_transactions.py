@@ -106,9 +106,7 @@ class TransactionsMixin:
                 log.info("%s: Authorize not answered (%s); offline rules apply", self.label, exc)
             else:
                 info: dict[str, Any] = response["idTagInfo"]
-                in_list = keys.local_auth_list_enabled and list_info is not None
-                if keys.authorization_cache_enabled and not in_list:
-                    self.auth_cache[id_tag] = info
+                if self.cache_id_tag_info(id_tag, info):
                     self.persist_lazily()
                 return str(info["status"])
         # Offline, or the CSMS did not answer: the keys and entries as they are now.
@@ -129,6 +127,17 @@ class TransactionsMixin:
                 decision.source,
             )
         return decision.status
+
+    def cache_id_tag_info(self, id_tag: str, info: dict[str, Any]) -> bool:
+        """Cache the CSMS's idTagInfo of `id_tag` if AuthorizationCacheEnabled, unless the tag is
+        in the enabled local list (never cached, 1.6 §3.4.3); whether it was cached."""
+        keys = AuthorizationKeys.from_configuration(self.configuration)
+        if not keys.authorization_cache_enabled:
+            return False
+        if keys.local_auth_list_enabled and self.local_list.get(id_tag) is not None:
+            return False
+        self.auth_cache[id_tag] = info
+        return True
 
     # -- transactions ---------------------------------------------------------------------
     def enqueue(self, action: str, payload: Payload, local_tx: int) -> QueuedMessage:
@@ -367,12 +376,7 @@ class TransactionsMixin:
         self.tx_ids[message.local_tx] = transaction_id
         status = str(result["idTagInfo"]["status"])
         id_tag = str(message.payload["idTag"])
-        listed = (
-            self.configuration.get_bool("LocalAuthListEnabled", True) and id_tag in self.local_list
-        )
-        # Tags of the local list are never cached (1.6 §3.4.3).
-        if self.configuration.get_bool("AuthorizationCacheEnabled", True) and not listed:
-            self.auth_cache[id_tag] = result["idTagInfo"]
+        self.cache_id_tag_info(id_tag, result["idTagInfo"])
         if tx is None or connector is None:
             return
         tx.transaction_id = transaction_id
